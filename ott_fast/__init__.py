@@ -1,0 +1,25 @@
+"""ott_fast: a pure-JAX optimal transport toolkit (jit, vmap and grad throughout).
+
+Example:
+    >>> import jax, ott_fast as otf
+    >>> x = jax.random.normal(jax.random.PRNGKey(0), (32, 2))
+    >>> out = otf.sinkhorn(otf.PointCloud(x, x + 1.0, epsilon=0.1))
+    >>> bool(out.converged)
+    True
+"""
+
+from ott_fast import costs
+from ott_fast.divergence import sinkhorn_divergence
+from ott_fast.geometry import Geometry, PointCloud
+from ott_fast.sinkhorn import EpsilonSchedule, SinkhornOutput, sinkhorn
+
+__all__ = [
+    "costs",
+    "Geometry",
+    "PointCloud",
+    "sinkhorn",
+    "SinkhornOutput",
+    "EpsilonSchedule",
+    "sinkhorn_divergence",
+]
+__version__ = "0.1.0"
