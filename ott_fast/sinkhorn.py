@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from ott_fast import _validation as val
 from ott_fast import _dual
-from ott_fast.geometry import Geometry, PointCloud
+from ott_fast.geometry import Geometry, PointCloud, _DenseKernel
 
 Array = jax.Array
 Geom = Geometry | PointCloud
@@ -66,6 +66,7 @@ class _State(NamedTuple):
     k: Array  # checks done
     omega: Array  # current over-relaxation factor (1 = plain Sinkhorn)
     err_prev: Array
+    err_best: Array
     errors: Array  # [n_checks], NaN where no check happened
     converged: Array
 
@@ -154,20 +155,20 @@ def _marginal_error(s: _State, a: Array, b: Array, eps: Array, num: _Numerics) -
     return jnp.sum(jnp.abs(a * jnp.exp(s.log_r) - target_a)) + jnp.sum(jnp.abs(b * jnp.exp(s.log_c) - target_b))
 
 
-def _safe_lse_rows(geom: Geometry, v: Array, inv: Array) -> Array:
+def _safe_lse_rows(geom: _DenseKernel, v: Array, inv: Array) -> Array:
     """Exact two-pass ``log sum_j exp(v_j - C_ij / eps)`` (max-shifted), for the first iteration."""
     m = geom.row_max(v, inv)
     m = jnp.where(jnp.isfinite(m), m, 0.0)
     return m + geom.row_lse(-m, v, inv)
 
 
-def _safe_lse_cols(geom: Geometry, u: Array, inv: Array) -> Array:
+def _safe_lse_cols(geom: _DenseKernel, u: Array, inv: Array) -> Array:
     m = geom.col_max(u, inv)
     m = jnp.where(jnp.isfinite(m), m, 0.0)
     return m + geom.col_lse(u, -m, inv)
 
 
-def _first_iteration(geom: Geometry, a: Array, b: Array, g0: Array, num: _Numerics, static: _Static) -> _State:
+def _first_iteration(geom: _DenseKernel, a: Array, b: Array, g0: Array, num: _Numerics, static: _Static) -> _State:
     """Iteration 1, with exact two-pass sweeps: afterwards every log-sum the one-pass sweeps meet is bounded
     by ``log n`` (an exact half-step normalises the other side), so no max pass is needed again."""
     la, lb = jnp.log(a), jnp.log(b)
@@ -183,11 +184,11 @@ def _first_iteration(geom: Geometry, a: Array, b: Array, g0: Array, num: _Numeri
     n_checks = static.max_iters // static.check_every
     nan = jnp.full((n_checks,), jnp.nan, dtype=f.dtype)
     one = jnp.ones((), f.dtype)
-    return _State(f, g, log_r, log_c, jnp.int32(1), jnp.int32(0), one, jnp.asarray(jnp.inf, f.dtype), nan,
-                  jnp.zeros((), bool))
+    inf = jnp.asarray(jnp.inf, f.dtype)
+    return _State(f, g, log_r, log_c, jnp.int32(1), jnp.int32(0), one, inf, inf, nan, jnp.zeros((), bool))
 
 
-def _iteration(geom: Geometry, la: Array, lb: Array, num: _Numerics, static: _Static, s: _State) -> _State:
+def _iteration(geom: _DenseKernel, la: Array, lb: Array, num: _Numerics, static: _Static, s: _State) -> _State:
     """Iteration ``s.it + 1``: f half-step from the carried row sums, column sweep, g half-step, row sweep."""
     eps_t = geom.epsilon
     eps, eps_next = _eps_at(s.it + 1, eps_t, num), _eps_at(s.it + 2, eps_t, num)
@@ -202,7 +203,7 @@ def _iteration(geom: Geometry, la: Array, lb: Array, num: _Numerics, static: _St
     return s._replace(f=f, g=g, log_r=log_r, log_c=log_c, it=s.it + 1)
 
 
-def _block(geom: Geometry, a: Array, b: Array, num: _Numerics, static: _Static, s: _State) -> _State:
+def _block(geom: _DenseKernel, a: Array, b: Array, num: _Numerics, static: _Static, s: _State) -> _State:
     """``check_every`` iterations, then the check: error, convergence, adaptive over-relaxation factor."""
     la, lb = jnp.log(a), jnp.log(b)
     s = jax.lax.fori_loop(0, static.check_every, lambda _, st: _iteration(geom, la, lb, num, static, st), s)
@@ -212,17 +213,33 @@ def _block(geom: Geometry, a: Array, b: Array, num: _Numerics, static: _Static, 
     converged = at_target & (err <= num.tol) & jnp.isfinite(err)
     omega = s.omega
     if static.accelerate:
-        ratio = err / s.err_prev
-        # Plain block with a linear decrease: set omega from the measured Sinkhorn rate (optimal SOR factor).
-        rate = jnp.clip(ratio, 0.0, 1.0) ** (1.0 / static.check_every)
-        omega_sor = jnp.clip(2.0 / (1.0 + jnp.sqrt(1.0 - rate)), 1.0, num.omega_max)
-        plain = (omega == 1) & at_target & (ratio < 1)
-        omega = jnp.where(plain, omega_sor, omega)
-        # Relaxed block whose error grew: back to plain steps (and a new estimate on the next block).
-        omega = jnp.where((s.omega > 1) & ~(ratio < 1), 1.0, omega).astype(omega.dtype)
+        omega = _adapt_relaxation(omega, err / s.err_prev, err > 100 * s.err_best, at_target, num, static)
     errors = s.errors.at[s.k].set(err)
     omega = jax.lax.stop_gradient(omega)
-    return s._replace(k=s.k + 1, omega=omega, err_prev=err, errors=errors, converged=converged)
+    err_best = jnp.minimum(s.err_best, err)
+    return s._replace(k=s.k + 1, omega=omega, err_prev=err, err_best=err_best, errors=errors, converged=converged)
+
+
+def _adapt_relaxation(
+    omega: Array, ratio: Array, diverging: Array, at_target: Array, num: _Numerics, static: _Static
+) -> Array:
+    """Next over-relaxation factor, from the error ratio ``ratio`` of the block just run.
+
+    After a plain block whose error fell, the measured Sinkhorn rate ``mu2`` gives the optimal SOR factor
+    of a two-block iteration, ``2 / (1 + sqrt(1 - mu2))``. The rate seen early underestimates the
+    asymptotic one, and SOR's rate is steep below the optimal factor but flat above it, so the factor is
+    moved a quarter of the way from that estimate towards 2 (on the benchmark problems the best fixed
+    factor is ~1.5 in d=64 and ~1.7 in d=3). It is then kept: later blocks are too non-linear for SOR
+    theory to re-estimate it (tried: re-estimates ratchet it to the cap, and resetting when a relaxed
+    block looks slow fires on the transient of every first relaxed block). An error grown 100x over the
+    best seen sends it back to plain steps, which measure the rate afresh.
+    """
+    mu2 = jnp.clip(ratio, 0.0, 1.0) ** (1.0 / static.check_every)
+    best = 2.0 / (1.0 + jnp.sqrt(1.0 - mu2))
+    best = jnp.clip(best + 0.25 * (2.0 - best), 1.0, num.omega_max)
+    plain = (omega == 1) & at_target & (ratio > 0) & (ratio < 1)  # ratio is 0 after the first block
+    omega = jnp.where(plain, best, omega)
+    return jnp.where(diverging, 1.0, omega).astype(omega.dtype)
 
 
 def _keep_going(s: _State, n_checks: int) -> Array:
@@ -290,7 +307,7 @@ def sinkhorn(
     *,
     tol: Any = 1e-3,
     max_iters: int = 2000,
-    check_every: int = 10,
+    check_every: int = 5,
     tau_a: Any = 1.0,
     tau_b: Any = 1.0,
     init: tuple[Any, Any] | None = None,
