@@ -53,8 +53,7 @@ def batch_case(batch: int, n: int, d: int, tol: float, repeats: int) -> dict[str
     xs, ys = np.stack([c[0] for c in clouds]), np.stack([c[1] for c in clouds])
     eps = np.array([0.01 * problems.sq_euclidean(x, y).mean() for x, y in clouds])
     rows = runners.run_batch(xs, ys, eps, tol, repeats)
-    return {"case": f"batch of {batch}, n=m={n}, d={d}", "batch": batch, "n": n, "d": d, "tol": tol,
-            "results": rows}
+    return {"case": f"batch of {batch}, n=m={n}, d={d}", "batch": batch, "n": n, "d": d, "tol": tol, "results": rows}
 
 
 def print_single(case: dict[str, Any]) -> None:
@@ -63,9 +62,11 @@ def print_single(case: dict[str, Any]) -> None:
     print(head + f"{'% of limit':>14}")
     for r in case["results"]:
         lim = r["fraction_of_physical_limit"]
-        print(f"{r['solver']:<10}{r['iterations']:>7}{r['seconds']:>10.3f}{r['ms_per_iter']:>9.2f}"
-              f"{r['final_error']:>11.2e}{r['transport_cost']:>12.6f}{r['cost_rel_diff_vs_ott_fast']:>10.1e}"
-              f"{100 * lim[0]:>7.0f}-{100 * lim[1]:.0f}")
+        print(
+            f"{r['solver']:<10}{r['iterations']:>7}{r['seconds']:>10.3f}{r['ms_per_iter']:>9.2f}"
+            f"{r['final_error']:>11.2e}{r['transport_cost']:>12.6f}{r['cost_rel_diff_vs_ott_fast']:>10.1e}"
+            f"{100 * lim[0]:>7.0f}-{100 * lim[1]:.0f}"
+        )
     ours, ott = case["results"][0], case["results"][1]
     print(f"time to tolerance: ott_fast / ott-jax = {ours['seconds'] / ott['seconds']:.2f}")
 
@@ -74,11 +75,15 @@ def print_batch(case: dict[str, Any]) -> None:
     print(f"\n{case['case']}  (tol = {case['tol']:g})")
     print(f"{'solver':<15}{'time [s]':>10}{'ms/problem':>12}{'iters max':>11}{'converged':>11}{'max err':>10}")
     for r in case["results"]:
-        print(f"{r['solver']:<15}{r['seconds']:>10.3f}{r['ms_per_problem']:>12.2f}{r['iterations_max']:>11}"
-              f"{r['converged']:>8}/{r['problems']:<3}{r['final_error_max']:>9.1e}")
+        print(
+            f"{r['solver']:<15}{r['seconds']:>10.3f}{r['ms_per_problem']:>12.2f}{r['iterations_max']:>11}"
+            f"{r['converged']:>8}/{r['problems']:<3}{r['final_error_max']:>9.1e}"
+        )
     vm, lp, ott = case["results"]
-    print(f"vmap: ott_fast / ott-jax = {vm['seconds'] / ott['seconds']:.2f}; "
-          f"ott_fast vmap / loop = {vm['seconds'] / lp['seconds']:.2f}")
+    print(
+        f"vmap: ott_fast / ott-jax = {vm['seconds'] / ott['seconds']:.2f}; "
+        f"ott_fast vmap / loop = {vm['seconds'] / lp['seconds']:.2f}"
+    )
 
 
 def plot(cases: list[dict[str, Any]], out: str) -> list[str]:
@@ -141,8 +146,12 @@ def main(argv: list[str] | None = None) -> int:
         "machine": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "jax_backend": jax.default_backend(),
-        "versions": {"jax": jax.__version__, "ott-jax": ott.__version__, "pot": ot.__version__,
-                     "python": sys.version.split()[0]},
+        "versions": {
+            "jax": jax.__version__,
+            "ott-jax": ott.__version__,
+            "pot": ot.__version__,
+            "python": sys.version.split()[0],
+        },
         "physical_limit_ns_per_entry_per_iter": _LIMIT_NS_PER_ENTRY,
         "wall_seconds": time.time() - t0,
     }

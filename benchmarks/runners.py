@@ -29,8 +29,18 @@ def _best_time(fn: Any, *args: Any, repeats: int) -> tuple[float, Any]:
     return best, out
 
 
-def _result(name: str, secs: float, iters: int, curve_it: np.ndarray, curve_err: np.ndarray, plan: np.ndarray,
-            a: np.ndarray, b: np.ndarray, cost: np.ndarray, **extra: Any) -> dict[str, Any]:
+def _result(
+    name: str,
+    secs: float,
+    iters: int,
+    curve_it: np.ndarray,
+    curve_err: np.ndarray,
+    plan: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    cost: np.ndarray,
+    **extra: Any,
+) -> dict[str, Any]:
     per_iter = secs / max(iters, 1)
     return {
         "solver": name,
@@ -47,8 +57,9 @@ def _result(name: str, secs: float, iters: int, curve_it: np.ndarray, curve_err:
     }
 
 
-def run_ott_fast(x: np.ndarray, y: np.ndarray, eps: float, tol: float, repeats: int = 3,
-                 max_iters: int = 2000, **kwargs: Any) -> dict[str, Any]:
+def run_ott_fast(
+    x: np.ndarray, y: np.ndarray, eps: float, tol: float, repeats: int = 3, max_iters: int = 2000, **kwargs: Any
+) -> dict[str, Any]:
     """ott_fast's ``sinkhorn`` on ``PointCloud(x, y, epsilon=eps)`` (absolute epsilon), jitted."""
     n, m = len(x), len(y)
     a, b = np.full(n, 1.0 / n), np.full(m, 1.0 / m)
@@ -63,12 +74,14 @@ def run_ott_fast(x: np.ndarray, y: np.ndarray, eps: float, tol: float, repeats: 
     k = np.isfinite(errs)
     check = (len(errs) and max_iters // len(errs)) or 1
     curve_it = 1 + check * (1 + np.arange(len(errs)))[k]
-    return _result("ott_fast", secs, int(it), curve_it, errs[k], np.asarray(plan), a, b, sq_euclidean(x, y),
-                   converged=bool(conv))
+    return _result(
+        "ott_fast", secs, int(it), curve_it, errs[k], np.asarray(plan), a, b, sq_euclidean(x, y), converged=bool(conv)
+    )
 
 
-def run_ott_jax(x: np.ndarray, y: np.ndarray, eps: float, tol: float, repeats: int = 3,
-                max_iters: int = 2000) -> dict[str, Any]:
+def run_ott_jax(
+    x: np.ndarray, y: np.ndarray, eps: float, tol: float, repeats: int = 3, max_iters: int = 2000
+) -> dict[str, Any]:
     """OTT-JAX's ``Sinkhorn`` (defaults: lse_mode, inner_iterations=10) with ``threshold=tol``, jitted."""
     from ott.geometry import pointcloud
     from ott.problems.linear import linear_problem
@@ -87,12 +100,14 @@ def run_ott_jax(x: np.ndarray, y: np.ndarray, eps: float, tol: float, repeats: i
     errs = np.asarray(errs).reshape(-1)
     k = errs >= 0  # OTT-JAX marks unused trace slots with -1
     curve_it = (10 * (1 + np.arange(len(errs))))[k]
-    return _result("ott-jax", secs, int(it), curve_it, errs[k], np.asarray(plan), a, b, sq_euclidean(x, y),
-                   converged=bool(conv))
+    return _result(
+        "ott-jax", secs, int(it), curve_it, errs[k], np.asarray(plan), a, b, sq_euclidean(x, y), converged=bool(conv)
+    )
 
 
-def run_pot(x: np.ndarray, y: np.ndarray, eps: float, tol: float, max_iters: int = 2000,
-            chunk: int = 10) -> dict[str, Any]:
+def run_pot(
+    x: np.ndarray, y: np.ndarray, eps: float, tol: float, max_iters: int = 2000, chunk: int = 10
+) -> dict[str, Any]:
     """POT's log-domain ``ot.sinkhorn(method="sinkhorn_log")`` in float64 (NumPy backend).
 
     POT stops on the L2 norm of one marginal; to score it with the same L1 error it runs in chunks of
@@ -107,8 +122,18 @@ def run_pot(x: np.ndarray, y: np.ndarray, eps: float, tol: float, max_iters: int
     secs, it, curve_it, curve_err, plan = 0.0, 0, [], [], None
     while it < max_iters:
         t0 = time.perf_counter()
-        plan, log = ot.sinkhorn(a, b, cost, eps, method="sinkhorn_log", numItermax=chunk, stopThr=0.0,
-                                log=True, warn=False, warmstart=(u, v))
+        plan, log = ot.sinkhorn(
+            a,
+            b,
+            cost,
+            eps,
+            method="sinkhorn_log",
+            numItermax=chunk,
+            stopThr=0.0,
+            log=True,
+            warn=False,
+            warmstart=(u, v),
+        )
         secs += time.perf_counter() - t0
         u, v, it = log["log_u"], log["log_v"], it + chunk
         curve_it.append(it)
@@ -121,8 +146,9 @@ def run_pot(x: np.ndarray, y: np.ndarray, eps: float, tol: float, max_iters: int
     return res
 
 
-def run_batch(xs: np.ndarray, ys: np.ndarray, eps: np.ndarray, tol: float, repeats: int = 3,
-              max_iters: int = 2000) -> list[dict[str, Any]]:
+def run_batch(
+    xs: np.ndarray, ys: np.ndarray, eps: np.ndarray, tol: float, repeats: int = 3, max_iters: int = 2000
+) -> list[dict[str, Any]]:
     """A batch of problems ``xs[B, n, d]``, ``ys[B, m, d]`` with per-problem absolute ``eps[B]``:
     ott_fast under ``vmap``, ott_fast as a Python loop of jitted single solves, OTT-JAX under ``vmap``."""
     from ott.geometry import pointcloud
@@ -152,20 +178,25 @@ def run_batch(xs: np.ndarray, ys: np.ndarray, eps: np.ndarray, tol: float, repea
         return tuple(jnp.stack(z) for z in zip(*outs))
 
     results = []
-    for name, fn in (("ott_fast vmap", jax.jit(jax.vmap(ours))), ("ott_fast loop", loop),
-                     ("ott-jax vmap", jax.jit(jax.vmap(theirs)))):
+    for name, fn in (
+        ("ott_fast vmap", jax.jit(jax.vmap(ours))),
+        ("ott_fast loop", loop),
+        ("ott-jax vmap", jax.jit(jax.vmap(theirs))),
+    ):
         secs, (its, plans, conv) = _best_time(fn, jx, jy, je, repeats=repeats)
         plans = np.asarray(plans)
         errs = [l1_marginal_error(p, a, b) for p in plans]
-        results.append({
-            "solver": name,
-            "problems": B,
-            "seconds": float(secs),
-            "ms_per_problem": 1e3 * secs / B,
-            "iterations_max": int(np.max(its)),
-            "iterations_mean": float(np.mean(its)),
-            "converged": int(np.sum(conv)),
-            "final_error_max": float(np.max(errs)),
-            "transport_cost_mean": float(np.mean([(p * c).sum() for p, c in zip(plans, costs)])),
-        })
+        results.append(
+            {
+                "solver": name,
+                "problems": B,
+                "seconds": float(secs),
+                "ms_per_problem": 1e3 * secs / B,
+                "iterations_max": int(np.max(its)),
+                "iterations_mean": float(np.mean(its)),
+                "converged": int(np.sum(conv)),
+                "final_error_max": float(np.max(errs)),
+                "transport_cost_mean": float(np.mean([(p * c).sum() for p, c in zip(plans, costs)])),
+            }
+        )
     return results

@@ -44,14 +44,20 @@ def dual_objective(f: Array, g: Array, geom: Any, a: Array, b: Array, tau_a: Arr
     """``D(f, g)``; equals the entropic OT cost ``<P, C> + eps KL(P | a b^T)`` (+ penalties) at the optimum."""
     eps = geom.epsilon
     mass = jnp.sum(plan(f, g, geom, a, b))
-    return (
-        jnp.sum(a * psi(f, eps, tau_a)) + jnp.sum(b * psi(g, eps, tau_b)) - eps * (mass - jnp.sum(a) * jnp.sum(b))
-    )
+    return jnp.sum(a * psi(f, eps, tau_a)) + jnp.sum(b * psi(g, eps, tau_b)) - eps * (mass - jnp.sum(a) * jnp.sum(b))
 
 
 def implicit_vjp(
-    f: Array, g: Array, geom: Any, a: Array, b: Array, tau_a: Array, tau_b: Array,
-    f_bar: Array, g_bar: Array, cg_maxiter: int,
+    f: Array,
+    g: Array,
+    geom: Any,
+    a: Array,
+    b: Array,
+    tau_a: Array,
+    tau_b: Array,
+    f_bar: Array,
+    g_bar: Array,
+    cg_maxiter: int,
 ) -> tuple[Any, Array, Array, Array, Array]:
     """Cotangents of ``(geom, a, b, tau_a, tau_b)`` given those of the optimal potentials.
 

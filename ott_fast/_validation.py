@@ -30,7 +30,8 @@ def as_float_array(name: str, x: Any) -> Array:
         dtype = x.dtype
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(
-            f"{name}: expected a floating-point array, got dtype {dtype}; convert it, e.g. `{name}.astype(jnp.float32)`."
+            f"{name}: expected a floating-point array, got dtype {dtype}; "
+            f"convert it, e.g. `{name}.astype(jnp.float32)`."
         )
     return jnp.asarray(x)
 

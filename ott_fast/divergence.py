@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
 from ott_fast.costs import Cost
 from ott_fast.geometry import PointCloud, RelativeEpsilon

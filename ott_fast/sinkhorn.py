@@ -9,14 +9,13 @@ Plan convention (KL form): ``P_ij = a_i b_j exp((f_i + g_j - C_ij) / epsilon)``.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from ott_fast import _validation as val
 from ott_fast import _dual
+from ott_fast import _validation as val
 from ott_fast.geometry import Geometry, PointCloud, _DenseKernel
 
 Array = jax.Array
@@ -100,7 +99,9 @@ class SinkhornOutput(NamedTuple):
 
     @property
     def reg_ot_cost(self) -> Array:
-        """Entropic cost ``<P, C> + eps KL(P | a b^T)`` (+ the KL marginal penalties if unbalanced), as the dual value."""
+        """Entropic cost ``<P, C> + eps KL(P | a b^T)`` (+ the KL marginal penalties if unbalanced).
+
+        Computed as the dual objective at ``(f, g)``, which equals it at the optimum."""
         return _dual.dual_objective(self.f, self.g, self.geom, self.a, self.b, self.tau_a, self.tau_b)
 
     @property
@@ -258,6 +259,7 @@ def _run(static: _Static, geom: Geom, a: Array, b: Array, g0: Array, num: _Numer
     if static.implicit_diff:
         s = jax.lax.while_loop(lambda st: _keep_going(st, n_checks), body, s)
     else:  # unrolled: a scan that reverse-mode autodiff can go through; finished problems are frozen
+
         def step(st: _State, _: None) -> tuple[_State, None]:
             return jax.lax.cond(_keep_going(st, n_checks), body, lambda x: x, st), None
 

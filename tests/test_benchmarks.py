@@ -1,0 +1,29 @@
+"""The benchmark harness runs end to end (quick mode) and scores every library with the same error."""
+
+import json
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_quick_benchmark_writes_table_json_and_plots(tmp_path, capsys):
+    from benchmarks.__main__ import main
+
+    assert main(["--quick", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "benchmarks.json").read_text())
+    single = [c for c in report["cases"] if "batch" not in c]
+    assert len(single) == 2
+    for case in single:
+        names = [r["solver"] for r in case["results"]]
+        assert names == ["ott_fast", "ott-jax", "pot"]
+        for r in case["results"]:
+            assert r["final_error"] <= 1.5 * case["tol"]  # float32 plans rescored in float64
+            assert r["cost_rel_diff_vs_ott_fast"] < 1e-2
+    batch = [c for c in report["cases"] if "batch" in c][0]
+    assert all(r["converged"] == r["problems"] for r in batch["results"])
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["sinkhorn_n500_d3.png", "sinkhorn_n500_d64.png"]
+    assert "time to tolerance" in capsys.readouterr().out

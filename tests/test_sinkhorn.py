@@ -1,0 +1,212 @@
+"""Sinkhorn against independent references: POT (entropic and exact solvers) and finite differences."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import ot
+import pytest
+from conftest import random_problem, sq_cost
+
+import ott_fast as otf
+
+
+@pytest.mark.parametrize("acceleration", ["none", "adaptive"])
+@pytest.mark.parametrize("eps", [0.05, 0.5])
+def test_balanced_matches_pot_sinkhorn2(x64, acceleration, eps):
+    x, y, a, b = random_problem()
+    out = otf.sinkhorn(otf.PointCloud(x, y, epsilon=eps), a, b, tol=1e-11, max_iters=20000, acceleration=acceleration)
+    assert bool(out.converged)
+    ref = ot.sinkhorn2(a, b, sq_cost(x, y), eps, method="sinkhorn_log", stopThr=1e-14, numItermax=200000)
+    assert abs(float(out.transport_cost) / float(ref) - 1) < 1e-6
+    p_ref = ot.sinkhorn(a, b, sq_cost(x, y), eps, method="sinkhorn_log", stopThr=1e-14, numItermax=200000)
+    np.testing.assert_allclose(out.matrix, p_ref, atol=1e-9)
+
+
+@pytest.mark.parametrize("acceleration", ["none", "adaptive"])
+@pytest.mark.parametrize("rho_a, rho_b", [(0.5, 0.5), (1.0, np.inf), (0.2, 2.0)])
+def test_unbalanced_matches_pot(x64, acceleration, rho_a, rho_b):
+    x, y, a, b = random_problem(seed=1)
+    b = 1.7 * b  # different masses
+    eps = 0.1
+    tau = lambda rho: 1.0 if np.isinf(rho) else rho / (rho + eps)  # noqa: E731
+    out = otf.sinkhorn(
+        otf.PointCloud(x, y, epsilon=eps),
+        a,
+        b,
+        tau_a=tau(rho_a),
+        tau_b=tau(rho_b),
+        tol=1e-12,
+        max_iters=20000,
+        acceleration=acceleration,
+    )
+    assert bool(out.converged)
+    reg_m = (rho_a, rho_b)
+    p_ref = ot.unbalanced.sinkhorn_unbalanced(
+        a, b, sq_cost(x, y), eps, reg_m, method="sinkhorn", reg_type="kl", stopThr=1e-15, numItermax=200000
+    )
+    np.testing.assert_allclose(out.matrix, p_ref, rtol=1e-6, atol=1e-12)
+    lin = ot.unbalanced.sinkhorn_unbalanced2(
+        a, b, sq_cost(x, y), eps, reg_m, method="sinkhorn", reg_type="kl", stopThr=1e-15, numItermax=200000
+    )
+    assert abs(float(out.transport_cost) / float(lin) - 1) < 1e-6
+
+
+def test_schedule_reaches_exact_ot_within_one_percent(x64):
+    x, y, a, b = random_problem(n=60, m=50, seed=2)
+    cost = sq_cost(x, y)
+    exact = ot.emd2(a, b, cost)
+    eps = 1e-3 * cost.mean()
+    out = otf.sinkhorn(
+        otf.Geometry(cost, epsilon=eps),
+        a,
+        b,
+        tol=1e-6,
+        max_iters=20000,
+        schedule=otf.EpsilonSchedule(init=None, decay=0.9),
+    )
+    assert bool(out.converged)
+    assert abs(float(out.transport_cost) / exact - 1) < 0.01
+    # The schedule changes the path, not the answer.
+    plain = otf.sinkhorn(otf.Geometry(cost, epsilon=eps), a, b, tol=1e-6, max_iters=20000)
+    assert abs(float(out.transport_cost) / float(plain.transport_cost) - 1) < 1e-4
+
+
+def test_relative_epsilon_and_reg_ot_cost(x64):
+    x, y, a, b = random_problem(seed=3)
+    cost = sq_cost(x, y)
+    out = otf.sinkhorn(otf.PointCloud(x, y, epsilon=0.1, relative_epsilon="mean"), a, b, tol=1e-12)
+    eps = 0.1 * cost.mean()
+    np.testing.assert_allclose(out.geom.epsilon, eps, rtol=1e-12)
+    p = np.asarray(out.matrix)
+    kl = np.sum(p * np.log(p / np.outer(a, b)) - p + np.outer(a, b))
+    np.testing.assert_allclose(out.reg_ot_cost, np.sum(p * cost) + eps * kl, rtol=1e-9)
+    std = otf.PointCloud(x, y, epsilon=0.1, relative_epsilon="std").epsilon
+    np.testing.assert_allclose(std, 0.1 * cost.std(), rtol=1e-12)
+
+
+def test_outputs_apply_trace_and_permutation(x64):
+    x, y, a, b = random_problem(seed=4)
+    out = otf.sinkhorn(otf.PointCloud(x, y, epsilon=0.1), a, b, tol=1e-9, check_every=5, max_iters=1000)
+    v, w = np.random.default_rng(0).normal(size=(len(x), 3)), np.random.default_rng(1).normal(size=(len(y), 3))
+    np.testing.assert_allclose(out.apply(v, axis=0), np.asarray(out.matrix).T @ v, rtol=1e-10)
+    np.testing.assert_allclose(out.apply(w, axis=1), np.asarray(out.matrix) @ w, rtol=1e-10)
+    errors = np.asarray(out.errors)
+    assert errors.shape == (200,)
+    k = (int(out.n_iters) - 1) // 5
+    assert np.all(np.isfinite(errors[:k])) and np.all(np.isnan(errors[k:]))
+    assert errors[k - 1] <= 1e-9 < errors[k - 2]
+    perm = np.random.default_rng(1).permutation(len(x))
+    out_p = otf.sinkhorn(otf.PointCloud(x[perm], y, epsilon=0.1), a[perm], b, tol=1e-9, max_iters=1000)
+    np.testing.assert_allclose(out_p.matrix, np.asarray(out.matrix)[perm], atol=1e-9)
+
+
+def test_warm_start_converges_at_once(x64):
+    x, y, a, b = random_problem(seed=5)
+    geom = otf.PointCloud(x, y, epsilon=0.05)
+    out = otf.sinkhorn(geom, a, b, tol=1e-8, max_iters=5000)
+    warm = otf.sinkhorn(geom, a, b, tol=1e-8, init=(out.f, out.g))
+    assert bool(warm.converged) and int(warm.n_iters) <= 6 < int(out.n_iters)
+
+
+def test_float32_follows_inputs_and_agrees_with_float64(x64):
+    x, y, a, b = random_problem(seed=6)
+    out64 = otf.sinkhorn(otf.PointCloud(x, y, epsilon=0.1), a, b, tol=1e-10)
+    out32 = otf.sinkhorn(
+        otf.PointCloud(x.astype(np.float32), y.astype(np.float32), epsilon=0.1),
+        a.astype(np.float32),
+        b.astype(np.float32),
+        tol=1e-5,
+    )
+    assert out32.f.dtype == jnp.float32 and out32.reg_ot_cost.dtype == jnp.float32
+    assert out32.errors.dtype == jnp.float32
+    assert bool(out32.converged)
+    assert abs(float(out32.reg_ot_cost) / float(out64.reg_ot_cost) - 1) < 1e-5
+
+
+def test_jit_equals_eager(x64):
+    x, y, a, b = random_problem(seed=7)
+    solve = lambda x, y, a, b: otf.sinkhorn(otf.PointCloud(x, y, epsilon=0.1), a, b, tol=1e-9)  # noqa: E731
+    eager, jitted = solve(x, y, a, b), jax.jit(solve)(x, y, a, b)
+    np.testing.assert_allclose(eager.f, jitted.f, rtol=1e-12, atol=1e-14)
+    assert int(eager.n_iters) == int(jitted.n_iters)
+
+
+def test_vmap_equals_loop_and_freezes_finished_problems(x64):
+    probs = [random_problem(seed=s) for s in range(4)]
+    xs, ys, as_, bs = (np.stack(z) for z in zip(*probs))
+    eps = np.array([0.02, 0.1, 0.5, 1.0])  # very different iteration counts
+
+    def solve(x, y, a, b, e):
+        out = otf.sinkhorn(otf.PointCloud(x, y, epsilon=e), a, b, tol=1e-9, max_iters=5000)
+        return out.f, out.g, out.n_iters, out.converged, out.reg_ot_cost
+
+    batched = jax.vmap(solve)(xs, ys, as_, bs, eps)
+    loop = [solve(*z) for z in zip(xs, ys, as_, bs, eps)]
+    assert len(set(int(z[2]) for z in loop)) > 1
+    for i, single in enumerate(loop):
+        for got, want in zip(batched, single):
+            np.testing.assert_allclose(got[i], want, rtol=1e-12, atol=1e-13)
+
+
+def test_numeric_options_are_traced_not_static(x64):
+    x, y, a, b = random_problem(seed=8)
+    calls = []
+
+    @jax.jit
+    def solve(eps, tol, tau):
+        calls.append(1)
+        return otf.sinkhorn(otf.PointCloud(x, y, epsilon=eps), a, b, tol=tol, tau_a=tau, tau_b=tau).reg_ot_cost
+
+    for eps, tol, tau in [(0.1, 1e-6, 1.0), (0.3, 1e-8, 0.9)]:
+        solve(eps, tol, tau)
+    assert len(calls) == 1
+
+
+def _fd_check(fun, x, seed=0, h=1e-6, rtol=1e-5):
+    d = np.random.default_rng(seed).normal(size=np.shape(x))
+    g = jax.grad(fun)(x)
+    fd = (fun(x + h * d) - fun(x - h * d)) / (2 * h)
+    np.testing.assert_allclose(float(np.sum(np.asarray(g) * d)), float(fd), rtol=rtol, atol=1e-9)
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+def test_gradients_match_finite_differences(x64, implicit):
+    x, y, a, b = random_problem(n=20, m=15, seed=9)
+    kw = dict(tol=1e-12, max_iters=5000, implicit_diff=implicit)
+
+    def solve(x=x, y=y, a=a, b=b, eps=0.1, tau=1.0):
+        return otf.sinkhorn(otf.PointCloud(x, y, epsilon=eps), a, b, tau_a=tau, **kw)
+
+    _fd_check(lambda z: solve(x=z).transport_cost, jnp.asarray(x))
+    _fd_check(lambda z: solve(y=z).reg_ot_cost, jnp.asarray(y))
+    _fd_check(lambda e: solve(eps=e).transport_cost, 0.1)
+    # weights: a balanced problem constrains sum(a) = sum(b), so move a and b together (direction of equal mass)
+    _fd_check(lambda t: solve(a=a + t * (np.eye(20)[0] - np.eye(20)[1])).transport_cost, 0.0)
+    _fd_check(lambda z: solve(a=z, tau=0.8).transport_cost, jnp.asarray(a))
+    _fd_check(lambda t: solve(tau=t).reg_ot_cost, 0.8)
+
+
+def test_implicit_and_unrolled_gradients_agree(x64):
+    x, y, a, b = random_problem(n=25, m=20, seed=10)
+
+    def loss(x, implicit):
+        out = otf.sinkhorn(otf.PointCloud(x, y, epsilon=0.05), a, b, tol=1e-12, max_iters=5000, implicit_diff=implicit)
+        # Depends on the potentials themselves, through a function invariant to the balanced problem's
+        # null direction (f + c, g - c), on which the potentials (and their gradients) are not defined.
+        return jnp.var(out.f) + out.f[0] + out.g[1] + out.transport_cost
+
+    g1, g2 = jax.grad(loss)(jnp.asarray(x), True), jax.grad(loss)(jnp.asarray(x), False)
+    np.testing.assert_allclose(g1, g2, rtol=1e-6, atol=1e-9)
+
+
+def test_adaptive_relaxation_never_diverges_and_helps():
+    rng = np.random.default_rng(11)
+    for d, rel in [(2, 0.005), (3, 0.01), (16, 0.01), (64, 0.01), (64, 0.002), (8, 0.1)]:
+        x = rng.normal(size=(300, d)).astype(np.float32)
+        y = (rng.normal(size=(300, d)) * 0.7 + 0.5).astype(np.float32)
+        geom = otf.PointCloud(x, y, epsilon=rel, relative_epsilon="mean")
+        plain = otf.sinkhorn(geom, tol=1e-3, max_iters=5000, acceleration="none")
+        fast = otf.sinkhorn(geom, tol=1e-3, max_iters=5000, acceleration="adaptive", max_relaxation=1.9)
+        assert bool(plain.converged) and bool(fast.converged), (d, rel)
+        assert int(fast.n_iters) <= int(plain.n_iters) + 5, (d, rel, int(fast.n_iters), int(plain.n_iters))
+        assert abs(float(fast.reg_ot_cost) / float(plain.reg_ot_cost) - 1) < 1e-3
