@@ -186,7 +186,11 @@ def _first_iteration(geom: _DenseKernel, a: Array, b: Array, g0: Array, num: _Nu
     nan = jnp.full((n_checks,), jnp.nan, dtype=f.dtype)
     one = jnp.ones((), f.dtype)
     inf = jnp.asarray(jnp.inf, f.dtype)
-    return _State(f, g, log_r, log_c, jnp.int32(1), jnp.int32(0), one, inf, inf, nan, jnp.zeros((), bool))
+    s = _State(f, g, log_r, log_c, jnp.int32(1), jnp.int32(0), one, inf, inf, nan, jnp.zeros((), bool))
+    # The error after this iteration is free: it is the reference of the first block's rate estimate.
+    err = jax.lax.stop_gradient(_marginal_error(s, a, b, eps_t, num))
+    err = jnp.where(eps2 <= eps_t, err, inf)  # meaningless while epsilon still decays
+    return s._replace(err_prev=err, err_best=err)
 
 
 def _iteration(geom: _DenseKernel, la: Array, lb: Array, num: _Numerics, static: _Static, s: _State) -> _State:
