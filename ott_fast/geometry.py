@@ -36,9 +36,10 @@ __all__ = ["Geometry", "PointCloud"]
 
 
 def _clamps(dtype: Any) -> tuple[float, float]:
-    """Largest safe exponent and smallest log-sum for ``dtype``: the guards of the one-pass log-sum-exp."""
+    """Bounds ``(hi, lo)`` of a one-pass log-sum for ``dtype``: ``log`` of its largest and smallest normal
+    numbers. A sum that overflowed (or underflowed) is clamped to them, so the update is partial but finite."""
     info = np.finfo(dtype)
-    return float(np.log(info.max)) / 2.0, float(np.log(info.tiny))
+    return float(np.log(info.max)), float(np.log(info.tiny))
 
 
 def _resolve_epsilon(epsilon: Any, relative: RelativeEpsilon, stat: Any, dtype: Any) -> Array:
@@ -57,11 +58,13 @@ def _resolve_epsilon(epsilon: Any, relative: RelativeEpsilon, stat: Any, dtype: 
 
 def _lse_rows(c: Array, u: Array, v: Array, inv_eps: Array) -> Array:
     """``log sum_j exp(u_i + v_j - c_ij inv_eps)`` per row in one pass: no max is subtracted, so callers pass
-    ``u`` holding the current potential (exponents near 0). Exponents are clamped above and results below,
-    so a poor shift gives a partial, safe update instead of inf/NaN."""
+    ``u`` holding the current potential (exponents near 0). The result is clamped to the dtype's range, so
+    a poor shift gives a partial, finite update instead of inf (NaN still propagates). Clamping the result,
+    not each exponent, keeps the sweep to the matrix read alone: an element-wise clamp made XLA:CPU
+    materialise a broadcast constant of the matrix's size under ``vmap``, doubling the bytes read."""
     hi, lo = _clamps(c.dtype)
     z = u[:, None] + v[None, :] - c * inv_eps
-    return jnp.maximum(jnp.log(jnp.sum(jnp.exp(jnp.minimum(z, hi)), axis=1)), lo)
+    return jnp.clip(jnp.log(jnp.sum(jnp.exp(z), axis=1)), lo, hi)
 
 
 _BLOCK_ENTRIES = 1 << 20  # ~4 MB of float32 per row block: stays in cache while a column sweep reads it
@@ -112,11 +115,11 @@ class _DenseKernel:
 
         def block(acc: Array, cu: tuple[Array, Array]) -> tuple[Array, None]:
             cb, ub = cu
-            return acc + jnp.sum(jnp.exp(jnp.minimum(ub[:, None] + v[None, :] - cb * inv_eps, hi)), axis=0), None
+            return acc + jnp.sum(jnp.exp(ub[:, None] + v[None, :] - cb * inv_eps), axis=0), None
 
         blocks = (c.reshape(n // k, k, m), u.reshape(n // k, k))
         total, _ = jax.lax.scan(block, jnp.zeros((m,), c.dtype), blocks)
-        return jnp.maximum(jnp.log(total), lo)
+        return jnp.clip(jnp.log(total), lo, hi)
 
     def row_max(self, v: Array, inv_eps: Array) -> Array:
         """``max_j (v_j - C_ij / eps)``, shape ``[n]``: the shift of an exact two-pass log-sum-exp."""

@@ -9,6 +9,7 @@ Plan convention (KL form): ``P_ij = a_i b_j exp((f_i + g_j - C_ij) / epsilon)``.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal, NamedTuple
 
 import jax
@@ -45,6 +46,7 @@ class _Static(NamedTuple):
     accelerate: bool
     implicit_diff: bool
     cg_maxiter: int
+    batching: str
 
 
 class _Numerics(NamedTuple):
@@ -253,7 +255,35 @@ def _keep_going(s: _State, n_checks: int) -> Array:
     return (s.k < n_checks) & ~s.converged & finite
 
 
+# Problems with at least this many cost entries are solved one after another under ``vmap`` on CPU.
+_SEQUENTIAL_MIN_ENTRIES = 1 << 14
+
+
+def _sequential(static: _Static, shape: tuple[int, int]) -> bool:
+    if static.batching == "auto":  # reverse-mode autodiff cannot go through the loop: unrolled is parallel
+        big = shape[0] * shape[1] >= _SEQUENTIAL_MIN_ENTRIES
+        return static.implicit_diff and big and jax.default_backend() == "cpu"
+    return static.batching == "sequential"
+
+
+@functools.lru_cache(maxsize=64)
+def _sequential_run(static: _Static) -> Any:
+    """``_run`` for one ``static``, batched by a loop: each member stops at its own convergence."""
+    return jax.custom_batching.sequential_vmap(functools.partial(_run_single, static))
+
+
 def _run(static: _Static, geom: Geom, a: Array, b: Array, g0: Array, num: _Numerics) -> _State:
+    """The solve. Under ``vmap``, a batched ``while_loop`` runs every member until the slowest has
+    converged (finished members are frozen by a select). On CPU, batching buys no parallelism, so
+    problems that are not tiny are batched as a loop over members instead (``batching="auto"``): each
+    stops at its own iteration count, which on the benchmark batch is 71 iterations on average against
+    116 for the slowest member."""
+    if _sequential(static, geom.shape):
+        return _sequential_run(static)(geom, a, b, g0, num)
+    return _run_single(static, geom, a, b, g0, num)
+
+
+def _run_single(static: _Static, geom: Geom, a: Array, b: Array, g0: Array, num: _Numerics) -> _State:
     pg = geom.prepared()
     if num.eps_init is None:
         num = num._replace(eps_init=jnp.max(pg.cost_matrix))
@@ -322,6 +352,7 @@ def sinkhorn(
     max_relaxation: Any = 1.9,
     implicit_diff: bool = True,
     cg_maxiter: int = 2000,
+    batching: Literal["auto", "parallel", "sequential"] = "auto",
 ) -> SinkhornOutput:
     """Solves entropic OT between ``a[n]`` and ``b[m]`` on ``geom`` with log-domain Sinkhorn.
 
@@ -345,6 +376,11 @@ def sinkhorn(
         implicit_diff: gradients by implicit differentiation of the optimality conditions (default), or
             ``False`` to differentiate through the unrolled iterations (memory grows with iterations).
         cg_maxiter: iteration cap of the conjugate-gradient solve of the implicit backward pass.
+        batching: how ``jax.vmap`` batches the solve (static). ``"parallel"``: one batched loop in which
+            finished members are frozen until the slowest converges. ``"sequential"``: a loop over members,
+            each stopping at its own convergence. ``"auto"``: sequential on CPU for problems of at least
+            ``2**14`` cost entries with ``implicit_diff=True``, where batching gains no parallelism, else
+            parallel. Results are the same either way.
 
     Returns:
         A :class:`SinkhornOutput`.
@@ -363,6 +399,10 @@ def sinkhorn(
         raise TypeError("max_iters, check_every: must be Python ints (they are static), check_every >= 1.")
     if max_iters < check_every or max_iters % check_every:
         raise ValueError(f"max_iters: must be a positive multiple of check_every={check_every}, got {max_iters}.")
+    if batching not in ("auto", "parallel", "sequential"):
+        raise ValueError(f"batching: expected 'auto', 'parallel' or 'sequential', got {batching!r}.")
+    if batching == "sequential" and not implicit_diff:
+        raise ValueError("batching='sequential' needs implicit_diff=True (reverse mode cannot unroll the loop).")
     if acceleration not in ("adaptive", "none"):
         raise ValueError(f"acceleration: expected 'adaptive' or 'none', got {acceleration!r}.")
     n, m = geom.shape
@@ -407,6 +447,6 @@ def sinkhorn(
         eps_decay=eps_decay,
         omega_max=jnp.asarray(max_relaxation, dtype),
     )
-    static = _Static(max_iters, check_every, acceleration == "adaptive", bool(implicit_diff), int(cg_maxiter))
+    static = _Static(max_iters, check_every, acceleration == "adaptive", bool(implicit_diff), int(cg_maxiter), batching)
     f, g, errors, n_iters, converged = _solve(static, geom, a, b, g0, num)
     return SinkhornOutput(f, g, errors, n_iters, converged, geom, a, b, num.tau_a, num.tau_b)

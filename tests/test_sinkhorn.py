@@ -131,13 +131,14 @@ def test_jit_equals_eager(x64):
     assert int(eager.n_iters) == int(jitted.n_iters)
 
 
-def test_vmap_equals_loop_and_freezes_finished_problems(x64):
+@pytest.mark.parametrize("batching", ["parallel", "sequential"])
+def test_vmap_equals_loop_and_freezes_finished_problems(x64, batching):
     probs = [random_problem(seed=s) for s in range(4)]
     xs, ys, as_, bs = (np.stack(z) for z in zip(*probs))
     eps = np.array([0.02, 0.1, 0.5, 1.0])  # very different iteration counts
 
     def solve(x, y, a, b, e):
-        out = otf.sinkhorn(otf.PointCloud(x, y, epsilon=e), a, b, tol=1e-9, max_iters=5000)
+        out = otf.sinkhorn(otf.PointCloud(x, y, epsilon=e), a, b, tol=1e-9, max_iters=5000, batching=batching)
         return out.f, out.g, out.n_iters, out.converged, out.reg_ot_cost
 
     batched = jax.vmap(solve)(xs, ys, as_, bs, eps)
@@ -184,6 +185,19 @@ def test_gradients_match_finite_differences(x64, implicit):
     _fd_check(lambda t: solve(a=a + t * (np.eye(20)[0] - np.eye(20)[1])).transport_cost, 0.0)
     _fd_check(lambda z: solve(a=z, tau=0.8).transport_cost, jnp.asarray(a))
     _fd_check(lambda t: solve(tau=t).reg_ot_cost, 0.8)
+
+
+@pytest.mark.parametrize("batching", ["parallel", "sequential"])
+def test_vmap_of_gradients_equals_loop(x64, batching):
+    probs = [random_problem(n=12, m=9, seed=s) for s in range(3)]
+    xs, ys, as_, bs = (np.stack(z) for z in zip(*probs))
+
+    def loss(x, y, a, b):
+        return otf.sinkhorn(otf.PointCloud(x, y, epsilon=0.1), a, b, tol=1e-11, batching=batching).transport_cost
+
+    batched = jax.vmap(jax.grad(loss))(xs, ys, as_, bs)
+    for i in range(3):
+        np.testing.assert_allclose(batched[i], jax.grad(loss)(xs[i], ys[i], as_[i], bs[i]), rtol=1e-9, atol=1e-12)
 
 
 def test_implicit_and_unrolled_gradients_agree(x64):

@@ -48,6 +48,12 @@ Y = np.random.default_rng(1).normal(size=(4, 2)).astype(np.float32)
         (lambda: otf.sinkhorn(otf.PointCloud(X, Y, epsilon=1.0), acceleration="anderson!"), ValueError, "acceleration"),
         (lambda: otf.sinkhorn(X), TypeError, "geom"),
         (
+            lambda: otf.sinkhorn(otf.PointCloud(X, Y, epsilon=1.0), batching="sequential", implicit_diff=False),
+            ValueError,
+            "batching",
+        ),
+        (lambda: otf.sinkhorn(otf.PointCloud(X, Y, epsilon=1.0), batching="pmap"), ValueError, "batching"),
+        (
             lambda: otf.sinkhorn(otf.PointCloud(X, Y, epsilon=1.0), schedule=otf.EpsilonSchedule(1.0, 1.5)),
             ValueError,
             "decay",
