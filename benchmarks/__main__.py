@@ -73,13 +73,13 @@ def print_single(case: dict[str, Any]) -> None:
 
 def print_batch(case: dict[str, Any]) -> None:
     print(f"\n{case['case']}  (tol = {case['tol']:g})")
-    print(f"{'solver':<15}{'time [s]':>10}{'ms/problem':>12}{'iters max':>11}{'converged':>11}{'max err':>10}")
+    print(f"{'solver':<24}{'time [s]':>10}{'ms/problem':>12}{'iters max':>11}{'converged':>11}{'max err':>10}")
     for r in case["results"]:
         print(
-            f"{r['solver']:<15}{r['seconds']:>10.3f}{r['ms_per_problem']:>12.2f}{r['iterations_max']:>11}"
+            f"{r['solver']:<24}{r['seconds']:>10.3f}{r['ms_per_problem']:>12.2f}{r['iterations_max']:>11}"
             f"{r['converged']:>8}/{r['problems']:<3}{r['final_error_max']:>9.1e}"
         )
-    vm, lp, ott = case["results"]
+    vm, _, lp, ott = case["results"]
     print(
         f"vmap: ott_fast / ott-jax = {vm['seconds'] / ott['seconds']:.2f}; "
         f"ott_fast vmap / loop = {vm['seconds'] / lp['seconds']:.2f}"
@@ -100,9 +100,11 @@ def plot(cases: list[dict[str, Any]], out: str) -> list[str]:
         if "batch" in case:
             continue
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        styles = {"ott_fast": ("o-", 4), "ott-jax": ("s--", 6), "pot": ("^:", 4)}  # OTT-JAX and POT overlap
         for r in case["results"]:
-            axes[0].semilogy(r["curve_iters"], r["curve_errors"], "o-", ms=3, label=r["solver"])
-            axes[1].semilogy(r["curve_seconds"], r["curve_errors"], "o-", ms=3, label=r["solver"])
+            style, ms = styles.get(r["solver"], ("o-", 4))
+            axes[0].semilogy(r["curve_iters"], r["curve_errors"], style, ms=ms, mfc="none", label=r["solver"])
+            axes[1].loglog(r["curve_seconds"], r["curve_errors"], style, ms=ms, mfc="none", label=r["solver"])
         for ax, xl in zip(axes, ("iterations", "seconds (compilation excluded)")):
             ax.axhline(case["tol"], color="gray", lw=0.8, ls="--")
             ax.set_xlabel(xl)

@@ -1,0 +1,29 @@
+"""The README's Python example runs as written."""
+
+import pathlib
+import re
+
+import jax.numpy as jnp
+
+README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_python_blocks_run():
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert blocks, "README has no python example"
+    for code in blocks:
+        scope: dict = {}
+        exec(compile(code, str(README), "exec"), scope)
+    assert bool(scope["out"].converged)
+    assert scope["costs"].shape == (16,) and bool(jnp.all(jnp.isfinite(scope["costs"])))
+    assert scope["grad_x"].shape == scope["x"].shape and bool(jnp.all(jnp.isfinite(scope["grad_x"])))
+
+
+def test_readme_starts_with_the_two_commands_ci_runs():
+    lines = README.read_text().splitlines()
+    start = lines.index("```bash")
+    cmds = lines[start + 1 : start + 3]
+    assert cmds[0].endswith('pip install -e ".[bench]" && python -m benchmarks --quick')
+    assert cmds[1].endswith('pip install -e ".[test]" && pytest')
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert cmds[1] in ci
