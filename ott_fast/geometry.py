@@ -56,6 +56,22 @@ def _resolve_epsilon(epsilon: Any, relative: RelativeEpsilon, stat: Any, dtype: 
     return eps * stat(relative)
 
 
+_DENSE_MAX_ENTRIES = 1 << 28  # 1 GiB of float32: beyond it, PointCloud(chunk_size=None) goes online
+
+
+def _resolve_chunk(chunk_size: Any, n: int, m: int) -> int | None:
+    """Rows per chunk of an online geometry, or ``None`` for a dense one."""
+    if chunk_size is None:
+        if n * m <= _DENSE_MAX_ENTRIES:
+            return None
+        chunk_size = "auto"
+    if chunk_size == "auto":
+        return int(max(1, min(n, _BLOCK_ENTRIES // m)))
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size: expected None, 'auto' or a positive int, got {chunk_size!r}.")
+    return min(chunk_size, n)
+
+
 def _lse_rows(c: Array, u: Array, v: Array, inv_eps: Array) -> Array:
     """``log sum_j exp(u_i + v_j - c_ij inv_eps)`` per row in one pass: no max is subtracted, so callers pass
     ``u`` holding the current potential (exponents near 0). The result is clamped to the dtype's range, so
@@ -139,6 +155,98 @@ class _DenseKernel:
         return obj
 
 
+def scan_rows(
+    geom: Geometry | PointCloud,
+    body: Any,
+    col_init: Any,
+    rows: tuple[Array, ...] = (),
+    pad_values: tuple[float, ...] = (),
+) -> tuple[Any, Any]:
+    """Runs ``body(col_acc, C_block[k, m], *row_blocks) -> (col_acc, row_out)`` over chunks of rows.
+
+    The cost block is recomputed from the points in each step (dense geometries have one block: the
+    matrix). Returns the final ``col_acc`` and the row outputs stacked back to ``[n, ...]``. ``rows`` are
+    ``[n, ...]`` arrays cut into the same chunks; the last chunk is padded with ``pad_values`` (e.g.
+    ``-inf`` log-weights, so padded rows add nothing). For chunked geometries each step is checkpointed:
+    reverse-mode autodiff stores one chunk's inputs per step, never a cost block.
+
+    Example:
+        >>> import jax.numpy as jnp, ott_fast as otf
+        >>> geom = otf.PointCloud(jnp.ones((5, 2)), jnp.zeros((3, 2)), epsilon=1.0, chunk_size=2)
+        >>> acc, _ = scan_rows(geom, lambda acc, c: (acc + c.sum(0), None), jnp.zeros(3))
+        >>> acc.tolist()
+        [10.0, 10.0, 10.0]
+    """
+    blocks, k = geom.row_chunks()
+    n, nb = geom.shape[0], jax.tree_util.tree_leaves(blocks)[0].shape[0]
+    pad = nb * k - n
+    cut = []
+    for r, pv in zip(rows, pad_values, strict=True):
+        if pad:
+            r = jnp.concatenate([r, jnp.full((pad,) + r.shape[1:], pv, r.dtype)])
+        cut.append(r.reshape((nb, k) + r.shape[1:]))
+
+    def step(acc: Any, inp: tuple) -> tuple[Any, Any]:
+        blk, *rb = inp
+        return body(acc, geom.cost_block(blk), *rb)
+
+    if nb > 1:
+        step = jax.checkpoint(step)
+    acc, out = jax.lax.scan(step, col_init, (blocks, *cut))
+    out = jax.tree_util.tree_map(lambda o: o.reshape((nb * k,) + o.shape[2:])[:n], out)
+    return acc, out
+
+
+@jax.tree_util.register_pytree_node_class
+class _OnlineKernel:
+    """The solver loop's passes for a chunked :class:`PointCloud`: every sweep recomputes the costs chunk by
+    chunk (memory ``O((n + m) d + k m)``) with the same one-pass, clamped log-sum-exp as the dense kernel."""
+
+    def __init__(self, geom: PointCloud) -> None:
+        self.geom, self.epsilon = geom, geom.epsilon
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.geom.shape
+
+    def row_lse(self, u: Array, v: Array, inv_eps: Array) -> Array:
+        hi, lo = _clamps(self.geom.dtype)
+
+        def body(acc: None, c: Array, ub: Array) -> tuple[None, Array]:
+            return acc, jnp.log(jnp.sum(jnp.exp(ub[:, None] + v[None, :] - c * inv_eps), axis=1))
+
+        _, out = scan_rows(self.geom, body, None, (u,), (0.0,))
+        return jnp.clip(out, lo, hi)
+
+    def col_lse(self, u: Array, v: Array, inv_eps: Array) -> Array:
+        hi, lo = _clamps(self.geom.dtype)
+
+        def body(acc: Array, c: Array, ub: Array) -> tuple[Array, None]:
+            return acc + jnp.sum(jnp.exp(ub[:, None] + v[None, :] - c * inv_eps), axis=0), None
+
+        total, _ = scan_rows(self.geom, body, jnp.zeros_like(v), (u,), (-jnp.inf,))
+        return jnp.clip(jnp.log(total), lo, hi)
+
+    def row_max(self, v: Array, inv_eps: Array) -> Array:
+        _, out = scan_rows(self.geom, lambda acc, c: (acc, jnp.max(v[None, :] - c * inv_eps, axis=1)), None)
+        return out
+
+    def col_max(self, u: Array, inv_eps: Array) -> Array:
+        def body(acc: Array, c: Array, ub: Array) -> tuple[Array, None]:
+            return jnp.maximum(acc, jnp.max(ub[:, None] - c * inv_eps, axis=0)), None
+
+        init = jnp.full((self.geom.shape[1],), -jnp.inf, self.geom.dtype)
+        total, _ = scan_rows(self.geom, body, init, (u,), (-jnp.inf,))
+        return total
+
+    def tree_flatten(self) -> tuple[tuple[PointCloud], None]:
+        return (self.geom,), None
+
+    @classmethod
+    def tree_unflatten(cls, aux: None, children: tuple[PointCloud]) -> _OnlineKernel:
+        return cls(children[0])
+
+
 @jax.tree_util.register_pytree_node_class
 class Geometry:
     """A cost matrix ``C[n, m]`` and the regularisation ``epsilon``.
@@ -179,6 +287,14 @@ class Geometry:
         """The form the solver loop runs on."""
         return _DenseKernel(self.cost_matrix, self.epsilon)
 
+    def row_chunks(self) -> tuple[Array, int]:
+        """``(blocks[nb, k, ...], k)``: the data :func:`scan_rows` recomputes cost blocks from (one block)."""
+        return self.cost_matrix[None], self.shape[0]
+
+    def cost_block(self, block: Array) -> Array:
+        """The ``[k, m]`` costs of one row block."""
+        return block
+
     def tree_flatten(self) -> tuple[tuple[Array, Array], None]:
         return (self.cost_matrix, self.epsilon), None
 
@@ -202,6 +318,11 @@ class PointCloud:
         cost: a :class:`~ott_fast.costs.Cost` instance or any function ``c(x[d], y[d]) -> scalar``.
         epsilon: entropic regularisation, > 0; absolute unless ``relative_epsilon`` is set.
         relative_epsilon: ``None``, ``"mean"`` or ``"std"`` of the cost matrix as the unit of ``epsilon``.
+        chunk_size: ``None`` stores the cost matrix (dense), unless it would exceed ``2**28`` entries
+            (1 GiB in float32), in which case the geometry is online with an automatic chunk size.
+            An int, or ``"auto"``, makes it online: the costs are recomputed in chunks of that many rows
+            (``"auto"``: about ``2**20`` entries per chunk), never storing the ``n x m`` matrix, in the
+            solver and in reverse-mode gradients alike.
 
     The squared Euclidean matrix is computed as ``|x|^2 + |y|^2 - 2 x y^T`` (one matrix product), and its
     mean in closed form, ``O((n + m) d)``.
@@ -221,6 +342,7 @@ class PointCloud:
         cost: Cost | Any = None,
         epsilon: Any,
         relative_epsilon: RelativeEpsilon = None,
+        chunk_size: int | Literal["auto"] | None = None,
     ) -> None:
         x = val.check_points("x", x)
         y = val.check_points("y", y)
@@ -229,19 +351,31 @@ class PointCloud:
         dtype = jnp.result_type(x, y)
         self.x, self.y = x.astype(dtype), y.astype(dtype)
         self.cost = as_cost(cost)
+        self.chunk_size = _resolve_chunk(chunk_size, x.shape[0], y.shape[0])
         self.epsilon = _resolve_epsilon(epsilon, relative_epsilon, self._cost_stat, dtype)
 
     def _cost_stat(self, stat: str) -> Array:
         if stat == "mean" and isinstance(self.cost, SqEuclidean):
             x, y = self.x, self.y
             return jnp.mean(jnp.sum(x * x, 1)) + jnp.mean(jnp.sum(y * y, 1)) - 2.0 * jnp.mean(x, 0) @ jnp.mean(y, 0)
-        c = self.cost_matrix
-        return jnp.mean(c) if stat == "mean" else jnp.std(c)
+        if self.chunk_size is None:
+            c = self.cost_matrix
+            return jnp.mean(c) if stat == "mean" else jnp.std(c)
+        n, m = self.shape
+        (s1, s2), _ = scan_rows(self, lambda acc, c: ((acc[0] + c.sum(), acc[1] + (c * c).sum()), None),
+                                (jnp.zeros((), self.dtype), jnp.zeros((), self.dtype)))
+        mean = s1 / (n * m)
+        return mean if stat == "mean" else jnp.sqrt(jnp.maximum(s2 / (n * m) - mean**2, 0.0))
 
     @property
     def shape(self) -> tuple[int, int]:
         """``(n, m)``."""
         return self.x.shape[0], self.y.shape[0]
+
+    @property
+    def online(self) -> bool:
+        """Whether costs are recomputed in chunks instead of stored."""
+        return self.chunk_size is not None
 
     @property
     def dtype(self) -> Any:
@@ -252,18 +386,33 @@ class PointCloud:
         """The dense ``[n, m]`` cost matrix (computed on each access)."""
         return self.cost.all_pairs(self.x, self.y)
 
-    def prepared(self) -> _DenseKernel:
-        """The form the solver loop runs on: the cost matrix computed once and stored."""
+    def prepared(self) -> _DenseKernel | _OnlineKernel:
+        """The form the solver loop runs on: the stored cost matrix, or the chunked passes if online."""
+        if self.online:
+            return _OnlineKernel(self)
         return _DenseKernel(self.cost_matrix, self.epsilon)
 
-    def tree_flatten(self) -> tuple[tuple[Array, Array, Cost, Array], None]:
-        return (self.x, self.y, self.cost, self.epsilon), None
+    def row_chunks(self) -> tuple[Array, int]:
+        """``(blocks[nb, k, d], k)``: chunks of ``x`` (zero-padded), one chunk when dense."""
+        n, k = self.shape[0], self.chunk_size or self.shape[0]
+        nb = -(-n // k)
+        x = self.x if nb * k == n else jnp.concatenate([self.x, jnp.zeros((nb * k - n, self.x.shape[1]), self.dtype)])
+        return x.reshape(nb, k, -1), k
+
+    def cost_block(self, block: Array) -> Array:
+        """The ``[k, m]`` costs between a chunk of ``x`` and ``y``."""
+        return self.cost.all_pairs(block, self.y)
+
+    def tree_flatten(self) -> tuple[tuple[Array, Array, Cost, Array], int | None]:
+        return (self.x, self.y, self.cost, self.epsilon), self.chunk_size
 
     @classmethod
-    def tree_unflatten(cls, aux: None, children: tuple[Array, Array, Cost, Array]) -> PointCloud:
+    def tree_unflatten(cls, aux: int | None, children: tuple[Array, Array, Cost, Array]) -> PointCloud:
         obj = object.__new__(cls)
         obj.x, obj.y, obj.cost, obj.epsilon = children
+        obj.chunk_size = aux
         return obj
 
     def __repr__(self) -> str:
-        return f"PointCloud(shape={self.shape}, d={self.x.shape[1]}, cost={self.cost!r}, dtype={self.dtype})"
+        mode = f"online, chunk_size={self.chunk_size}" if self.online else "dense"
+        return f"PointCloud(shape={self.shape}, d={self.x.shape[1]}, cost={self.cost!r}, {mode}, dtype={self.dtype})"

@@ -109,12 +109,11 @@ class SinkhornOutput(NamedTuple):
     @property
     def transport_cost(self) -> Array:
         """Linear transport cost ``<P, C>`` of the entropic plan (what POT's ``sinkhorn2`` returns)."""
-        return jnp.sum(self.matrix * self.geom.cost_matrix)
+        return _dual.plan_cost(self.f, self.g, self.geom, self.a, self.b)
 
     def apply(self, v: Array, axis: int = 0) -> Array:
-        """``P^T v`` for ``v[n, ...]`` (``axis=0``) or ``P v`` for ``v[m, ...]`` (``axis=1``)."""
-        p = self.matrix
-        return jnp.tensordot(p, v, axes=(0, 0)) if axis == 0 else jnp.tensordot(p, v, axes=(1, 0))
+        """``P^T v`` for ``v[n, ...]`` (``axis=0``) or ``P v`` for ``v[m, ...]`` (``axis=1``); chunked when online."""
+        return _dual.plan_apply(self.f, self.g, self.geom, self.a, self.b, jnp.asarray(v), axis)
 
 
 # --------------------------------------------------------------------------------------------- updates
