@@ -38,12 +38,13 @@ def psi_prime(f: Array, eps: Array, tau: Array) -> Array:
 
 def _plan_scan(f: Array, g: Array, geom: Any, a: Array, b: Array, body: Any, col_init: Any,
                rows: tuple[Array, ...] = (), pads: tuple[float, ...] = ()) -> tuple[Any, Any]:
-    """``body(acc, P_block[k, m], C_block[k, m], *row_blocks)`` over row chunks of the plan."""
+    """``body(acc, P_block[k, m], block, *row_blocks)`` over row chunks of the plan (``block``: the chunk's
+    row data, whose costs are ``geom.cost_block(block)``)."""
     inv = 1.0 / geom.epsilon
     v = g * inv + jnp.log(b)
 
-    def step(acc: Any, c: Array, u: Array, *rb: Array) -> tuple[Any, Any]:
-        return body(acc, jnp.exp(u[:, None] + v[None, :] - c * inv), c, *rb)
+    def step(acc: Any, blk: Array, u: Array, *rb: Array) -> tuple[Any, Any]:
+        return body(acc, jnp.exp(geom.log_kernel(blk, u, v, inv)), blk, *rb)
 
     return scan_rows(geom, step, col_init, (f * inv + jnp.log(a), *rows), (-jnp.inf, *pads))
 
@@ -62,7 +63,8 @@ def plan_mass(f: Array, g: Array, geom: Any, a: Array, b: Array) -> Array:
 def plan_cost(f: Array, g: Array, geom: Any, a: Array, b: Array) -> Array:
     """``<P, C>``, in chunks for online geometries."""
     zero = jnp.zeros((), geom.dtype)
-    return _plan_scan(f, g, geom, a, b, lambda acc, p, c: (acc + jnp.sum(p * c), None), zero)[0]
+    body = lambda acc, p, blk: (acc + jnp.sum(p * geom.cost_block(blk)), None)  # noqa: E731
+    return _plan_scan(f, g, geom, a, b, body, zero)[0]
 
 
 def plan_apply(f: Array, g: Array, geom: Any, a: Array, b: Array, vec: Array, axis: int) -> Array:

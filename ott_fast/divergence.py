@@ -24,6 +24,7 @@ def sinkhorn_divergence(
     epsilon: Any,
     cost: Cost | Any = None,
     relative_epsilon: RelativeEpsilon = None,
+    chunk_size: Any = None,
     **solver_kwargs: Any,
 ) -> Array:
     """Debiased Sinkhorn divergence between ``(x[n, d], a[n])`` and ``(y[m, d], b[m])``.
@@ -35,7 +36,8 @@ def sinkhorn_divergence(
 
     Args:
         x, y: ``[n, d]``, ``[m, d]`` points.  a, b: ``[n]``, ``[m]`` weights, uniform if ``None``.
-        epsilon, cost, relative_epsilon: as in :class:`~ott_fast.PointCloud`.
+        epsilon, cost, relative_epsilon, chunk_size: as in :class:`~ott_fast.PointCloud` (``chunk_size``
+            makes all three solves online, for gradients too).
         **solver_kwargs: passed to :func:`~ott_fast.sinkhorn` (``tol``, ``max_iters``, ...).
 
     Example:
@@ -44,10 +46,10 @@ def sinkhorn_divergence(
         >>> float(otf.sinkhorn_divergence(x, x, epsilon=0.1))
         0.0
     """
-    geom_xy = PointCloud(x, y, cost=cost, epsilon=epsilon, relative_epsilon=relative_epsilon)
+    geom_xy = PointCloud(x, y, cost=cost, epsilon=epsilon, relative_epsilon=relative_epsilon, chunk_size=chunk_size)
     eps = geom_xy.epsilon
-    geom_xx = PointCloud(geom_xy.x, geom_xy.x, cost=geom_xy.cost, epsilon=eps)
-    geom_yy = PointCloud(geom_xy.y, geom_xy.y, cost=geom_xy.cost, epsilon=eps)
+    geom_xx = PointCloud(geom_xy.x, geom_xy.x, cost=geom_xy.cost, epsilon=eps, chunk_size=chunk_size)
+    geom_yy = PointCloud(geom_xy.y, geom_xy.y, cost=geom_xy.cost, epsilon=eps, chunk_size=chunk_size)
     out_xy = sinkhorn(geom_xy, a, b, **solver_kwargs)
     out_xx = sinkhorn(geom_xx, out_xy.a, out_xy.a, **solver_kwargs)
     out_yy = sinkhorn(geom_yy, out_xy.b, out_xy.b, **solver_kwargs)

@@ -57,6 +57,10 @@ def _resolve_epsilon(epsilon: Any, relative: RelativeEpsilon, stat: Any, dtype: 
 
 
 _DENSE_MAX_ENTRIES = 1 << 28  # 1 GiB of float32: beyond it, PointCloud(chunk_size=None) goes online
+# Entries per chunk of an online geometry: large enough that each chunk's matrix product runs at BLAS speed
+# and the scan's per-step overhead is amortised (at n = m = 10,000 on a 2-core CPU: 100-row chunks 750 ms
+# per iteration in d = 3, 500-1000 rows 67 ms; d = 64: 250 rows 774 ms, 1000 rows 334 ms).
+_ONLINE_CHUNK_ENTRIES = 1 << 23
 
 
 def _resolve_chunk(chunk_size: Any, n: int, m: int) -> int | None:
@@ -66,7 +70,7 @@ def _resolve_chunk(chunk_size: Any, n: int, m: int) -> int | None:
             return None
         chunk_size = "auto"
     if chunk_size == "auto":
-        return int(max(1, min(n, _BLOCK_ENTRIES // m)))
+        return int(min(n, max(64, _ONLINE_CHUNK_ENTRIES // m)))
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size: expected None, 'auto' or a positive int, got {chunk_size!r}.")
     return min(chunk_size, n)
@@ -162,9 +166,10 @@ def scan_rows(
     rows: tuple[Array, ...] = (),
     pad_values: tuple[float, ...] = (),
 ) -> tuple[Any, Any]:
-    """Runs ``body(col_acc, C_block[k, m], *row_blocks) -> (col_acc, row_out)`` over chunks of rows.
+    """Runs ``body(col_acc, block, *row_blocks) -> (col_acc, row_out)`` over chunks of rows.
 
-    The cost block is recomputed from the points in each step (dense geometries have one block: the
+    ``block`` is one chunk of the geometry's row data; ``geom.cost_block(block)`` and
+    ``geom.log_kernel(block, u, v, inv_eps)`` recompute its costs (dense geometries have one block: the
     matrix). Returns the final ``col_acc`` and the row outputs stacked back to ``[n, ...]``. ``rows`` are
     ``[n, ...]`` arrays cut into the same chunks; the last chunk is padded with ``pad_values`` (e.g.
     ``-inf`` log-weights, so padded rows add nothing). For chunked geometries each step is checkpointed:
@@ -173,7 +178,7 @@ def scan_rows(
     Example:
         >>> import jax.numpy as jnp, ott_fast as otf
         >>> geom = otf.PointCloud(jnp.ones((5, 2)), jnp.zeros((3, 2)), epsilon=1.0, chunk_size=2)
-        >>> acc, _ = scan_rows(geom, lambda acc, c: (acc + c.sum(0), None), jnp.zeros(3))
+        >>> acc, _ = scan_rows(geom, lambda acc, blk: (acc + geom.cost_block(blk).sum(0), None), jnp.zeros(3))
         >>> acc.tolist()
         [10.0, 10.0, 10.0]
     """
@@ -187,8 +192,7 @@ def scan_rows(
         cut.append(r.reshape((nb, k) + r.shape[1:]))
 
     def step(acc: Any, inp: tuple) -> tuple[Any, Any]:
-        blk, *rb = inp
-        return body(acc, geom.cost_block(blk), *rb)
+        return body(acc, *inp)
 
     if nb > 1:
         step = jax.checkpoint(step)
@@ -212,8 +216,8 @@ class _OnlineKernel:
     def row_lse(self, u: Array, v: Array, inv_eps: Array) -> Array:
         hi, lo = _clamps(self.geom.dtype)
 
-        def body(acc: None, c: Array, ub: Array) -> tuple[None, Array]:
-            return acc, jnp.log(jnp.sum(jnp.exp(ub[:, None] + v[None, :] - c * inv_eps), axis=1))
+        def body(acc: None, blk: Array, ub: Array) -> tuple[None, Array]:
+            return acc, jnp.log(jnp.sum(jnp.exp(self.geom.log_kernel(blk, ub, v, inv_eps)), axis=1))
 
         _, out = scan_rows(self.geom, body, None, (u,), (0.0,))
         return jnp.clip(out, lo, hi)
@@ -221,19 +225,26 @@ class _OnlineKernel:
     def col_lse(self, u: Array, v: Array, inv_eps: Array) -> Array:
         hi, lo = _clamps(self.geom.dtype)
 
-        def body(acc: Array, c: Array, ub: Array) -> tuple[Array, None]:
-            return acc + jnp.sum(jnp.exp(ub[:, None] + v[None, :] - c * inv_eps), axis=0), None
+        def body(acc: Array, blk: Array, ub: Array) -> tuple[Array, None]:
+            return acc + jnp.sum(jnp.exp(self.geom.log_kernel(blk, ub, v, inv_eps)), axis=0), None
 
         total, _ = scan_rows(self.geom, body, jnp.zeros_like(v), (u,), (-jnp.inf,))
         return jnp.clip(jnp.log(total), lo, hi)
 
     def row_max(self, v: Array, inv_eps: Array) -> Array:
-        _, out = scan_rows(self.geom, lambda acc, c: (acc, jnp.max(v[None, :] - c * inv_eps, axis=1)), None)
+        zero = jnp.zeros((self.geom.shape[0],), self.geom.dtype)
+
+        def body(acc: None, blk: Array, ub: Array) -> tuple[None, Array]:
+            return acc, jnp.max(self.geom.log_kernel(blk, ub, v, inv_eps), axis=1)
+
+        _, out = scan_rows(self.geom, body, None, (zero,), (0.0,))
         return out
 
     def col_max(self, u: Array, inv_eps: Array) -> Array:
-        def body(acc: Array, c: Array, ub: Array) -> tuple[Array, None]:
-            return jnp.maximum(acc, jnp.max(ub[:, None] - c * inv_eps, axis=0)), None
+        zero = jnp.zeros((self.geom.shape[1],), self.geom.dtype)
+
+        def body(acc: Array, blk: Array, ub: Array) -> tuple[Array, None]:
+            return jnp.maximum(acc, jnp.max(self.geom.log_kernel(blk, ub, zero, inv_eps), axis=0)), None
 
         init = jnp.full((self.geom.shape[1],), -jnp.inf, self.geom.dtype)
         total, _ = scan_rows(self.geom, body, init, (u,), (-jnp.inf,))
@@ -295,6 +306,10 @@ class Geometry:
         """The ``[k, m]`` costs of one row block."""
         return block
 
+    def log_kernel(self, block: Array, u: Array, v: Array, inv_eps: Array) -> Array:
+        """``u_i + v_j - C_ij / eps`` for one row block."""
+        return u[:, None] + v[None, :] - block * inv_eps
+
     def tree_flatten(self) -> tuple[tuple[Array, Array], None]:
         return (self.cost_matrix, self.epsilon), None
 
@@ -321,7 +336,7 @@ class PointCloud:
         chunk_size: ``None`` stores the cost matrix (dense), unless it would exceed ``2**28`` entries
             (1 GiB in float32), in which case the geometry is online with an automatic chunk size.
             An int, or ``"auto"``, makes it online: the costs are recomputed in chunks of that many rows
-            (``"auto"``: about ``2**20`` entries per chunk), never storing the ``n x m`` matrix, in the
+            (``"auto"``: about ``2**23`` entries per chunk), never storing the ``n x m`` matrix, in the
             solver and in reverse-mode gradients alike.
 
     The squared Euclidean matrix is computed as ``|x|^2 + |y|^2 - 2 x y^T`` (one matrix product), and its
@@ -362,8 +377,12 @@ class PointCloud:
             c = self.cost_matrix
             return jnp.mean(c) if stat == "mean" else jnp.std(c)
         n, m = self.shape
-        (s1, s2), _ = scan_rows(self, lambda acc, c: ((acc[0] + c.sum(), acc[1] + (c * c).sum()), None),
-                                (jnp.zeros((), self.dtype), jnp.zeros((), self.dtype)))
+        def body(acc: tuple[Array, Array], blk: Array) -> tuple[tuple[Array, Array], None]:
+            c = self.cost_block(blk)
+            return (acc[0] + c.sum(), acc[1] + (c * c).sum()), None
+
+        zero = jnp.zeros((), self.dtype)
+        (s1, s2), _ = scan_rows(self, body, (zero, zero))
         mean = s1 / (n * m)
         return mean if stat == "mean" else jnp.sqrt(jnp.maximum(s2 / (n * m) - mean**2, 0.0))
 
@@ -402,6 +421,17 @@ class PointCloud:
     def cost_block(self, block: Array) -> Array:
         """The ``[k, m]`` costs between a chunk of ``x`` and ``y``."""
         return self.cost.all_pairs(block, self.y)
+
+    def log_kernel(self, block: Array, u: Array, v: Array, inv_eps: Array) -> Array:
+        """``u_i + v_j - C_ij / eps`` for a chunk of ``x``. Squared Euclidean folds the norms into the
+        potentials, ``(u - |x|^2/eps)_i + (v - |y|^2/eps)_j + (2/eps) x_i . y_j``, leaving one matrix product
+        per chunk: adding the norms and clamping inside the chunk made XLA fuse the product into a
+        generated loop, 4x slower (23.6 ms instead of 6.0 ms for a 500 x 10,000 chunk in d = 64)."""
+        if isinstance(self.cost, SqEuclidean):
+            row = u - jnp.sum(block * block, axis=1) * inv_eps
+            col = v - jnp.sum(self.y * self.y, axis=1) * inv_eps
+            return row[:, None] + col[None, :] + (2.0 * inv_eps) * (block @ self.y.T)
+        return u[:, None] + v[None, :] - self.cost_block(block) * inv_eps
 
     def tree_flatten(self) -> tuple[tuple[Array, Array, Cost, Array], int | None]:
         return (self.x, self.y, self.cost, self.epsilon), self.chunk_size
