@@ -36,8 +36,17 @@ def psi_prime(f: Array, eps: Array, tau: Array) -> Array:
     return jnp.where(unbalanced, jnp.exp(-f / rho), 1.0)
 
 
-def _plan_scan(f: Array, g: Array, geom: Any, a: Array, b: Array, body: Any, col_init: Any,
-               rows: tuple[Array, ...] = (), pads: tuple[float, ...] = ()) -> tuple[Any, Any]:
+def _plan_scan(
+    f: Array,
+    g: Array,
+    geom: Any,
+    a: Array,
+    b: Array,
+    body: Any,
+    col_init: Any,
+    rows: tuple[Array, ...] = (),
+    pads: tuple[float, ...] = (),
+) -> tuple[Any, Any]:
     """``body(acc, P_block[k, m], block, *row_blocks)`` over row chunks of the plan (``block``: the chunk's
     row data, whose costs are ``geom.cost_block(block)``)."""
     inv = 1.0 / geom.epsilon
@@ -80,9 +89,7 @@ def dual_objective(f: Array, g: Array, geom: Any, a: Array, b: Array, tau_a: Arr
     """``D(f, g)``; equals the entropic OT cost ``<P, C> + eps KL(P | a b^T)`` (+ penalties) at the optimum."""
     eps = geom.epsilon
     mass = plan_mass(f, g, geom, a, b)
-    return (
-        jnp.sum(a * psi(f, eps, tau_a)) + jnp.sum(b * psi(g, eps, tau_b)) - eps * (mass - jnp.sum(a) * jnp.sum(b))
-    )
+    return jnp.sum(a * psi(f, eps, tau_a)) + jnp.sum(b * psi(g, eps, tau_b)) - eps * (mass - jnp.sum(a) * jnp.sum(b))
 
 
 def implicit_vjp(

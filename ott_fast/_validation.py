@@ -43,7 +43,7 @@ def check_points(name: str, x: Any) -> Array:
         raise ValueError(f"{name}: expected points of shape [n, d], got shape {x.shape}.")
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"{name}: the point set is empty (shape {x.shape}).")
-    if is_concrete(x) and not bool(jnp.all(jnp.isfinite(x))):
+    if is_concrete(x) and not np.all(np.isfinite(np.asarray(x))):  # NumPy: jnp ops would trace under jit
         raise ValueError(f"{name}: contains NaN or inf values.")
     return x
 
@@ -56,12 +56,13 @@ def check_weights(name: str, w: Any, size: int, dtype: Any) -> Array:
     if w.shape != (size,):
         raise ValueError(f"{name}: expected weights of shape ({size},) to match the points, got shape {w.shape}.")
     w = w.astype(dtype)
-    if is_concrete(w):
-        if not bool(jnp.all(jnp.isfinite(w))):
+    if is_concrete(w):  # NumPy on the concrete values: jnp ops would trace under jit
+        wn = np.asarray(w)
+        if not np.all(np.isfinite(wn)):
             raise ValueError(f"{name}: contains NaN or inf weights.")
-        if bool(jnp.any(w < 0)):
-            raise ValueError(f"{name}: weights must be non-negative (min is {float(jnp.min(w))}).")
-        if not float(jnp.sum(w)) > 0:
+        if np.any(wn < 0):
+            raise ValueError(f"{name}: weights must be non-negative (min is {float(wn.min())}).")
+        if not float(wn.sum()) > 0:
             raise ValueError(f"{name}: weights sum to zero.")
     return w
 
@@ -69,7 +70,7 @@ def check_weights(name: str, w: Any, size: int, dtype: Any) -> Array:
 def check_positive(name: str, value: Any) -> None:
     """Raises if a concrete scalar ``value`` is not a finite number > 0."""
     if is_concrete(value):
-        v = float(value)
+        v = float(np.asarray(value))
         if not (np.isfinite(v) and v > 0):
             raise ValueError(f"{name}: must be a finite number > 0, got {v}.")
 
@@ -77,6 +78,6 @@ def check_positive(name: str, value: Any) -> None:
 def check_tau(name: str, tau: Any) -> None:
     """Raises if a concrete ``tau`` is outside ``(0, 1]``."""
     if is_concrete(tau):
-        v = float(tau)
+        v = float(np.asarray(tau))
         if not (0.0 < v <= 1.0):
             raise ValueError(f"{name}: must lie in (0, 1] (1 is balanced), got {v}.")

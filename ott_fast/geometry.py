@@ -278,7 +278,7 @@ class Geometry:
         c = val.as_float_array("cost_matrix", cost_matrix)
         if c.ndim != 2 or 0 in c.shape:
             raise ValueError(f"cost_matrix: expected a non-empty [n, m] matrix, got shape {c.shape}.")
-        if val.is_concrete(c) and not bool(jnp.all(jnp.isfinite(c))):
+        if val.is_concrete(c) and not np.all(np.isfinite(np.asarray(c))):
             raise ValueError("cost_matrix: contains NaN or inf values.")
         self.cost_matrix = c
         self.epsilon = _resolve_epsilon(
@@ -377,12 +377,13 @@ class PointCloud:
             c = self.cost_matrix
             return jnp.mean(c) if stat == "mean" else jnp.std(c)
         n, m = self.shape
-        def body(acc: tuple[Array, Array], blk: Array) -> tuple[tuple[Array, Array], None]:
-            c = self.cost_block(blk)
+
+        def body(acc: tuple[Array, Array], blk: Array, keep: Array) -> tuple[tuple[Array, Array], None]:
+            c = self.cost_block(blk) * keep[:, None]  # the padded rows of the last chunk count for nothing
             return (acc[0] + c.sum(), acc[1] + (c * c).sum()), None
 
         zero = jnp.zeros((), self.dtype)
-        (s1, s2), _ = scan_rows(self, body, (zero, zero))
+        (s1, s2), _ = scan_rows(self, body, (zero, zero), (jnp.ones((n,), self.dtype),), (0.0,))
         mean = s1 / (n * m)
         return mean if stat == "mean" else jnp.sqrt(jnp.maximum(s2 / (n * m) - mean**2, 0.0))
 

@@ -14,6 +14,7 @@ from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ott_fast import _dual
 from ott_fast import _validation as val
@@ -412,8 +413,8 @@ def sinkhorn(
     val.check_tau("tau_b", tau_b)
     val.check_positive("tol", tol)
     val.check_positive("epsilon", geom.epsilon)
-    if val.is_concrete(a, b, tau_a, tau_b) and float(tau_a) == 1.0 and float(tau_b) == 1.0:
-        sa, sb = float(jnp.sum(a)), float(jnp.sum(b))
+    if val.is_concrete(a, b, tau_a, tau_b) and float(np.asarray(tau_a)) == 1.0 and float(np.asarray(tau_b)) == 1.0:
+        sa, sb = float(np.asarray(a).sum()), float(np.asarray(b).sum())
         if abs(sa - sb) > 1e-5 * max(sa, sb) + 10 * float(jnp.finfo(dtype).eps):
             raise ValueError(
                 f"a, b: a balanced problem needs equal total mass, got sum(a)={sa} and sum(b)={sb}; "

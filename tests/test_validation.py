@@ -114,7 +114,13 @@ def test_random_small_problems_converge_with_correct_marginals(n, m, d, eps, see
 
 
 @settings(max_examples=30, deadline=None)
-@given(w=st.lists(st.one_of(st.floats(-1.0, 1.0, allow_subnormal=False, width=32), st.sampled_from([np.nan, np.inf, 0.0])), min_size=5, max_size=5))
+@given(
+    w=st.lists(
+        st.one_of(st.floats(-1.0, 1.0, allow_subnormal=False, width=32), st.sampled_from([np.nan, np.inf, 0.0])),
+        min_size=5,
+        max_size=5,
+    )
+)
 def test_weights_are_validated(w):
     w = np.asarray(w, np.float32)
     geom = otf.PointCloud(X, X, epsilon=1.0)
@@ -125,3 +131,10 @@ def test_weights_are_validated(w):
     else:
         with pytest.raises(ValueError, match="a: "):
             otf.sinkhorn(geom, w, w)
+
+
+def test_closed_over_concrete_arrays_inside_jit():
+    """Values checks on concrete arrays must not run jnp ops (those would be traced under jit)."""
+    a = np.full(4, 0.25, np.float32)
+    out = jax.jit(lambda x: otf.sinkhorn(otf.PointCloud(x, Y, epsilon=1.0), None, a).reg_ot_cost)(X)
+    assert np.isfinite(float(out))
