@@ -69,8 +69,8 @@ def _resolve_chunk(chunk_size: Any, n: int, m: int) -> int | None:
         if n * m <= _DENSE_MAX_ENTRIES:
             return None
         chunk_size = "auto"
-    if chunk_size == "auto":
-        return int(min(n, max(64, _ONLINE_CHUNK_ENTRIES // m)))
+    if chunk_size == "auto":  # a multiple of 64 rows, so a chunk splits evenly over 2, 4, ..., 64 devices
+        return int(min(n, max(64, (_ONLINE_CHUNK_ENTRIES // m) // 64 * 64)))
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size: expected None, 'auto' or a positive int, got {chunk_size!r}.")
     return min(chunk_size, n)
@@ -137,7 +137,7 @@ class _DenseKernel:
             cb, ub = cu
             return acc + jnp.sum(jnp.exp(ub[:, None] + v[None, :] - cb * inv_eps), axis=0), None
 
-        blocks = (c.reshape(n // k, k, m), u.reshape(n // k, k))
+        blocks = (_strided_chunks(c, n // k, k), _strided_chunks(u, n // k, k))  # stays sharded if c is
         total, _ = jax.lax.scan(block, jnp.zeros((m,), c.dtype), blocks)
         return jnp.clip(jnp.log(total), lo, hi)
 
@@ -189,7 +189,7 @@ def scan_rows(
     for r, pv in zip(rows, pad_values, strict=True):
         if pad:
             r = jnp.concatenate([r, jnp.full((pad,) + r.shape[1:], pv, r.dtype)])
-        cut.append(r.reshape((nb, k) + r.shape[1:]))
+        cut.append(_strided_chunks(r, nb, k))
 
     def step(acc: Any, inp: tuple) -> tuple[Any, Any]:
         return body(acc, *inp)
@@ -197,8 +197,18 @@ def scan_rows(
     if nb > 1:
         step = jax.checkpoint(step)
     acc, out = jax.lax.scan(step, col_init, (blocks, *cut))
-    out = jax.tree_util.tree_map(lambda o: o.reshape((nb * k,) + o.shape[2:])[:n], out)
+    out = jax.tree_util.tree_map(lambda o: jnp.swapaxes(o, 0, 1).reshape((nb * k,) + o.shape[2:])[:n], out)
     return acc, out
+
+
+def _strided_chunks(r: Array, nb: int, k: int) -> Array:
+    """``r[nb * k, ...]`` cut into ``nb`` chunks of ``k`` rows, chunk ``j`` holding rows ``j, j + nb, ...``.
+
+    Any partition of the rows gives the same sums; this one keeps a row-sharded array sharded inside every
+    chunk (the chunk axis the scan runs over is unsharded), so under ``jit`` with ``x`` sharded along its
+    points each device computes its share of every chunk and only the ``[m]`` column sums are reduced,
+    instead of every device gathering ``x`` and computing all chunks."""
+    return jnp.swapaxes(r.reshape((k, nb) + r.shape[1:]), 0, 1)
 
 
 @jax.tree_util.register_pytree_node_class
@@ -413,11 +423,11 @@ class PointCloud:
         return _DenseKernel(self.cost_matrix, self.epsilon)
 
     def row_chunks(self) -> tuple[Array, int]:
-        """``(blocks[nb, k, d], k)``: chunks of ``x`` (zero-padded), one chunk when dense."""
+        """``(blocks[nb, k, d], k)``: strided chunks of ``x`` (zero-padded), one chunk when dense."""
         n, k = self.shape[0], self.chunk_size or self.shape[0]
         nb = -(-n // k)
         x = self.x if nb * k == n else jnp.concatenate([self.x, jnp.zeros((nb * k - n, self.x.shape[1]), self.dtype)])
-        return x.reshape(nb, k, -1), k
+        return _strided_chunks(x, nb, k), k
 
     def cost_block(self, block: Array) -> Array:
         """The ``[k, m]`` costs between a chunk of ``x`` and ``y``."""

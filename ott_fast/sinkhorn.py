@@ -380,7 +380,8 @@ def sinkhorn(
             finished members are frozen until the slowest converges. ``"sequential"``: a loop over members,
             each stopping at its own convergence. ``"auto"``: sequential on CPU for problems of at least
             ``2**14`` cost entries with ``implicit_diff=True``, where batching gains no parallelism, else
-            parallel. Results are the same either way.
+            parallel. Results are the same either way. For a batch sharded over devices, pass
+            ``"parallel"``: the sequential loop would gather the batch on every device.
 
     Returns:
         A :class:`SinkhornOutput`.

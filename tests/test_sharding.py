@@ -1,0 +1,76 @@
+"""Sharded solves equal single-device ones (4 simulated CPU devices, float64), without gathering the costs."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+_SCRIPT = textwrap.dedent(
+    """
+    import json, re
+    import jax, jax.numpy as jnp, numpy as np
+    jax.config.update("jax_enable_x64", True)
+    import ott_fast as otf
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+    mesh = Mesh(np.array(jax.devices()), ("d",))
+    rng = np.random.default_rng(0)
+    report = {"devices": len(jax.devices())}
+
+    def collectives(fn, *args):
+        hlo = fn.lower(*args).compile().as_text()
+        return re.findall(r"= (\\S+) (all-gather|all-to-all|all-reduce|reduce-scatter|collective-permute)\\(", hlo)
+
+    # (b) one problem, x sharded along its points: dense (blocked column sweep) and online
+    x, y = rng.normal(size=(2048, 3)), rng.normal(size=(1600, 3)) + 1.0
+    xs = jax.device_put(x, NamedSharding(mesh, P("d", None)))
+    ys = jax.device_put(y, NamedSharding(mesh, P()))
+    for chunk in (None, 128):
+        def solve(x, y, chunk=chunk):
+            out = otf.sinkhorn(otf.PointCloud(x, y, epsilon=0.1, chunk_size=chunk), tol=1e-10)
+            return out.f, out.g, out.reg_ot_cost, out.transport_cost
+        single = jax.jit(solve)(x, y)
+        fn = jax.jit(solve)
+        sharded = fn(xs, ys)
+        rel = max(float(jnp.max(jnp.abs(s - r)) / jnp.max(jnp.abs(r))) for s, r in zip(sharded, single))
+        grad = jax.jit(jax.grad(lambda x: solve(x, ys)[2]))
+        g_rel = float(jnp.max(jnp.abs(grad(xs) - jax.grad(lambda x: solve(x, y)[2])(x))))
+        report[f"rows_{chunk}"] = {
+            "rel": rel, "grad_abs": g_rel, "f_sharded": sharded[0].sharding.spec == P("d"),
+            "collectives": sorted(set(c[1] + " " + c[0] for c in collectives(fn, xs, ys))),
+        }
+
+    # (a) a batch of problems sharded along the batch axis
+    xb, yb = rng.normal(size=(8, 200, 2)), rng.normal(size=(8, 150, 2)) + 1.0
+    def cost(x, y):
+        return otf.sinkhorn(otf.PointCloud(x, y, epsilon=0.1), tol=1e-10, batching="parallel").reg_ot_cost
+    ref = np.array([jax.jit(cost)(xb[i], yb[i]) for i in range(8)])
+    shard = NamedSharding(mesh, P("d"))
+    fn = jax.jit(jax.vmap(cost))
+    out = fn(jax.device_put(xb, shard), jax.device_put(yb, shard))
+    report["batch"] = {
+        "rel": float(np.max(np.abs(np.asarray(out) / ref - 1))),
+        "collectives": sorted(set(c[1] + " " + c[0] for c in collectives(fn, jax.device_put(xb, shard),
+                                                                         jax.device_put(yb, shard)))),
+    }
+    print(json.dumps(report))
+    """
+)
+
+
+def test_sharded_equals_single_device_and_never_gathers():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rep = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert rep["devices"] == 4
+    for key in ("rows_None", "rows_128"):
+        r = rep[key]
+        assert r["rel"] < 1e-10 and r["grad_abs"] < 1e-10, (key, r)
+        assert r["f_sharded"], (key, r)
+        # Only reductions of column sums and scalars: no device gathers x, the potentials or the costs.
+        assert r["collectives"] and all(c.startswith("all-reduce") for c in r["collectives"]), (key, r)
+        assert all("1600" in c or "[]" in c for c in r["collectives"]), (key, r)
+    assert rep["batch"]["rel"] < 1e-10, rep["batch"]
+    assert not any(c.startswith("all-gather") for c in rep["batch"]["collectives"]), rep["batch"]
