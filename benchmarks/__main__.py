@@ -22,7 +22,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from benchmarks import problems, runners
+from benchmarks import online, problems, runners
 
 # DESIGN.md's physical limit on a 2-core CPU: 10-25 iterations/s at n = m = 10,000 (exp and memory bound),
 # i.e. 0.4-1.0 ns per matrix entry per iteration; it scales with n * m.
@@ -125,6 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke test, < 1 minute)")
     parser.add_argument("--out", default="out", help="output folder for benchmarks.json and plots")
     parser.add_argument("--no-pot", action="store_true", help="skip POT (slow at large n)")
+    parser.add_argument("--no-online", action="store_true", help="skip the online (low-memory) cases")
+    parser.add_argument(
+        "--no-ott-online",
+        action="store_true",
+        help="run the online cases for ott_fast only (no OTT-JAX 0.8.1 environment)",
+    )
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     tol = 1e-3
@@ -140,6 +146,25 @@ def main(argv: list[str] | None = None) -> int:
             print_single(cases[-1])
     cases.append(batch_case(batch[0], batch[1], 3, tol, repeats))
     print_batch(cases[-1])
+    online_cases: list[dict[str, Any]] = []
+    if not args.quick and not args.no_online:
+        ott_py = None if args.no_ott_online else online.ott_python(args.out)
+        for n in (10_000, 50_000):
+            for d in (3, 64):
+                online_cases.append(online.online_case(n, d, ott_py, with_ott=True))
+                online.print_online(online_cases[-1:])
+        big = online.solve_and_gradient()
+        online_cases.append(big)
+        print(
+            f"\n{big['case']}: "
+            + (
+                big.get("error")
+                or f"{big['iterations']} iterations, converged={big['converged']}, "
+                f"gradient finite={big['grad_finite']}, "
+                f"{big['seconds']:.0f} s with compilation, peak RSS {big['peak_rss'] / 1e9:.2f} GB "
+                f"(a dense float32 cost matrix alone: {big['dense_matrix_bytes'] / 1e9:.0f} GB)"
+            )
+        )
     import ot
     import ott
 
@@ -158,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_seconds": time.time() - t0,
     }
     with open(os.path.join(args.out, "benchmarks.json"), "w") as fh:
-        json.dump({"meta": meta, "cases": cases}, fh, indent=1)
+        json.dump({"meta": meta, "cases": cases, "online": online_cases}, fh, indent=1)
     paths = plot(cases, args.out)
     print(f"\nwrote {os.path.join(args.out, 'benchmarks.json')}" + "".join(f", {p}" for p in paths))
     return 0
