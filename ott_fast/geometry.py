@@ -114,7 +114,11 @@ class _DenseKernel:
     def __init__(self, cost_matrix: Array, epsilon: Array) -> None:
         n, m = cost_matrix.shape
         self.cost_matrix, self.epsilon = cost_matrix, epsilon
-        self.cost_t = cost_matrix.T if _row_block(n, m) == n else None
+        k = _row_block(n, m)
+        self.cost_t = cost_matrix.T if k == n else None
+        # Large matrices are stored once in strided-chunk order (see _strided_chunks), so both sweeps read
+        # contiguous memory and a row-sharded matrix stays sharded; only O(n) vectors are permuted per sweep.
+        self.blocks = None if k == n else _strided_chunks(cost_matrix, n // k, k)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -122,23 +126,26 @@ class _DenseKernel:
 
     def row_lse(self, u: Array, v: Array, inv_eps: Array) -> Array:
         """``log sum_j exp(u_i + v_j - C_ij / eps)``, shape ``[n]``."""
-        return _lse_rows(self.cost_matrix, u, v, inv_eps)
+        if self.blocks is None:
+            return _lse_rows(self.cost_matrix, u, v, inv_eps)
+        nb, k, m = self.blocks.shape
+        hi, lo = _clamps(self.blocks.dtype)
+        z = _strided_chunks(u, nb, k)[:, :, None] + v[None, None, :] - self.blocks * inv_eps
+        out = jnp.clip(jnp.log(jnp.sum(jnp.exp(z), axis=2)), lo, hi)
+        return jnp.swapaxes(out, 0, 1).reshape(nb * k)
 
     def col_lse(self, u: Array, v: Array, inv_eps: Array) -> Array:
         """``log sum_i exp(u_i + v_j - C_ij / eps)``, shape ``[m]``: one pass over row blocks."""
         if self.cost_t is not None:
             return _lse_rows(self.cost_t, v, u, inv_eps)
-        c = self.cost_matrix
-        n, m = c.shape
-        k = _row_block(n, m)
-        hi, lo = _clamps(c.dtype)
+        nb, k, m = self.blocks.shape
+        hi, lo = _clamps(self.blocks.dtype)
 
         def block(acc: Array, cu: tuple[Array, Array]) -> tuple[Array, None]:
             cb, ub = cu
             return acc + jnp.sum(jnp.exp(ub[:, None] + v[None, :] - cb * inv_eps), axis=0), None
 
-        blocks = (_strided_chunks(c, n // k, k), _strided_chunks(u, n // k, k))  # stays sharded if c is
-        total, _ = jax.lax.scan(block, jnp.zeros((m,), c.dtype), blocks)
+        total, _ = jax.lax.scan(block, jnp.zeros((m,), self.blocks.dtype), (self.blocks, _strided_chunks(u, nb, k)))
         return jnp.clip(jnp.log(total), lo, hi)
 
     def row_max(self, v: Array, inv_eps: Array) -> Array:
@@ -149,13 +156,13 @@ class _DenseKernel:
         """``max_i (u_i - C_ij / eps)``, shape ``[m]``."""
         return jnp.max(u[:, None] - self.cost_matrix * inv_eps, axis=0)
 
-    def tree_flatten(self) -> tuple[tuple[Array, Array, Array | None], None]:
-        return (self.cost_matrix, self.epsilon, self.cost_t), None
+    def tree_flatten(self) -> tuple[tuple[Array, Array, Array | None, Array | None], None]:
+        return (self.cost_matrix, self.epsilon, self.cost_t, self.blocks), None
 
     @classmethod
-    def tree_unflatten(cls, aux: None, children: tuple[Array, Array, Array | None]) -> _DenseKernel:
+    def tree_unflatten(cls, aux: None, children: tuple) -> _DenseKernel:
         obj = object.__new__(cls)
-        obj.cost_matrix, obj.epsilon, obj.cost_t = children
+        obj.cost_matrix, obj.epsilon, obj.cost_t, obj.blocks = children
         return obj
 
 
