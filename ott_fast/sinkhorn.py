@@ -221,7 +221,7 @@ def _block(geom: _DenseKernel, a: Array, b: Array, num: _Numerics, static: _Stat
     omega = s.omega
     if static.accelerate:
         omega = _adapt_relaxation(omega, err / s.err_prev, err > 100 * s.err_best, at_target, num, static)
-    errors = s.errors.at[s.k].set(err)
+    errors = jnp.where(jnp.arange(s.errors.shape[0]) == s.k, err, s.errors)  # no scatter: any sharding mode
     omega = jax.lax.stop_gradient(omega)
     err_best = jnp.minimum(s.err_best, err)
     return s._replace(k=s.k + 1, omega=omega, err_prev=err, err_best=err_best, errors=errors, converged=converged)
