@@ -151,6 +151,10 @@ class _DenseKernel:
         total, _ = jax.lax.scan(block, jnp.zeros((m,), self.blocks.dtype), (self.blocks, _strided_chunks(u, nb, k)))
         return jnp.clip(jnp.log(total), lo, hi)
 
+    def max_cost(self) -> Array:
+        """The largest cost (the default start of an epsilon schedule)."""
+        return jnp.max(self.cost_matrix)
+
     def row_max(self, v: Array, inv_eps: Array) -> Array:
         """``max_j (v_j - C_ij / eps)``, shape ``[n]``: the shift of an exact two-pass log-sum-exp."""
         return jnp.max(v[None, :] - self.cost_matrix * inv_eps, axis=1)
@@ -232,6 +236,10 @@ class _OnlineKernel:
     @property
     def shape(self) -> tuple[int, int]:
         return self.geom.shape
+
+    def max_cost(self) -> Array:
+        """The largest cost, computed chunk by chunk."""
+        return self.geom._cost_stat("max")
 
     def row_lse(self, u: Array, v: Array, inv_eps: Array) -> Array:
         hi, lo = _clamps(self.geom.dtype)
@@ -390,20 +398,26 @@ class PointCloud:
         self.epsilon = _resolve_epsilon(epsilon, relative_epsilon, self._cost_stat, dtype)
 
     def _cost_stat(self, stat: str) -> Array:
+        """``"mean"``, ``"std"`` or ``"max"`` of the cost matrix, in chunks when online."""
         if stat == "mean" and isinstance(self.cost, SqEuclidean):
             x, y = self.x, self.y
             return jnp.mean(jnp.sum(x * x, 1)) + jnp.mean(jnp.sum(y * y, 1)) - 2.0 * jnp.mean(x, 0) @ jnp.mean(y, 0)
         if self.chunk_size is None:
             c = self.cost_matrix
-            return jnp.mean(c) if stat == "mean" else jnp.std(c)
+            return {"mean": jnp.mean, "std": jnp.std, "max": jnp.max}[stat](c)
         n, m = self.shape
 
-        def body(acc: tuple[Array, Array], blk: Array, keep: Array) -> tuple[tuple[Array, Array], None]:
-            c = self.cost_block(blk) * keep[:, None]  # the padded rows of the last chunk count for nothing
-            return (acc[0] + c.sum(), acc[1] + (c * c).sum()), None
+        def body(acc: tuple[Array, Array, Array], blk: Array, keep: Array) -> tuple[tuple[Array, Array, Array], None]:
+            c = self.cost_block(blk)
+            big = jnp.max(jnp.where(keep[:, None] > 0, c, -jnp.inf))
+            c = c * keep[:, None]  # the padded rows of the last chunk count for nothing
+            return (acc[0] + c.sum(), acc[1] + (c * c).sum(), jnp.maximum(acc[2], big)), None
 
         zero = jnp.zeros((), self.dtype)
-        (s1, s2), _ = scan_rows(self, body, (zero, zero), (jnp.ones((n,), self.dtype),), (0.0,))
+        init = (zero, zero, jnp.full((), -jnp.inf, self.dtype))
+        (s1, s2, top), _ = scan_rows(self, body, init, (jnp.ones((n,), self.dtype),), (0.0,))
+        if stat == "max":
+            return top
         mean = s1 / (n * m)
         return mean if stat == "mean" else jnp.sqrt(jnp.maximum(s2 / (n * m) - mean**2, 0.0))
 

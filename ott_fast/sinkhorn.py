@@ -286,7 +286,7 @@ def _run(static: _Static, geom: Geom, a: Array, b: Array, g0: Array, num: _Numer
 def _run_single(static: _Static, geom: Geom, a: Array, b: Array, g0: Array, num: _Numerics) -> _State:
     pg = geom.prepared()
     if num.eps_init is None:
-        num = num._replace(eps_init=jnp.max(pg.cost_matrix))
+        num = num._replace(eps_init=pg.max_cost())
     s = _first_iteration(pg, a, b, g0, num, static)
     n_checks = static.max_iters // static.check_every
     body = lambda st: _block(pg, a, b, num, static, st)  # noqa: E731

@@ -37,6 +37,18 @@ def test_online_equals_dense(x64, chunk, cost):
     np.testing.assert_allclose(online.apply(w, axis=1), dense.apply(w, axis=1), rtol=1e-9)
 
 
+def test_online_schedule_from_max_cost_equals_dense(x64):
+    x, y, a, b = random_problem(n=40, m=30, seed=4)
+    sched = otf.EpsilonSchedule(init=None, decay=0.8)  # starts at the largest cost, found in chunks when online
+    outs = [
+        otf.sinkhorn(otf.PointCloud(x, y, epsilon=0.05, chunk_size=c), a, b, tol=1e-10, schedule=sched)
+        for c in (None, 7)
+    ]
+    assert all(bool(o.converged) for o in outs)
+    assert int(outs[0].n_iters) == int(outs[1].n_iters)
+    np.testing.assert_allclose(outs[1].reg_ot_cost, outs[0].reg_ot_cost, rtol=1e-10)
+
+
 def test_online_std_epsilon_and_auto_switch():
     x, y, _, _ = random_problem(n=30, m=20, seed=2)
     with jax.enable_x64(True):
