@@ -12,6 +12,7 @@ from ott_fast import costs
 from ott_fast.divergence import sinkhorn_divergence
 from ott_fast.geometry import Geometry, PointCloud
 from ott_fast.sinkhorn import EpsilonSchedule, SinkhornOutput, sinkhorn
+from ott_fast.sns import NewtonDiagnostics, SNSOutput, sns
 
 __all__ = [
     "costs",
@@ -21,5 +22,8 @@ __all__ = [
     "SinkhornOutput",
     "EpsilonSchedule",
     "sinkhorn_divergence",
+    "sns",
+    "SNSOutput",
+    "NewtonDiagnostics",
 ]
 __version__ = "0.1.0"

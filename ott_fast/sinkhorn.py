@@ -70,6 +70,7 @@ class _State(NamedTuple):
     err_prev: Array
     err_best: Array
     errors: Array  # [n_checks], NaN where no check happened
+    duals: Array  # [n_checks] dual objective at each check, NaN where no check happened
     converged: Array
 
 
@@ -82,6 +83,8 @@ class SinkhornOutput(NamedTuple):
         n_iters: iterations run (the first, exact, iteration included).
         converged: error <= tol at a check with finite values.
         geom, a, b, tau_a, tau_b: the problem, kept for the derived quantities below.
+        duals: ``[max_iters // check_every]`` dual objective ``D(f, g)`` at each check (its optimality gap
+            ``D* - D`` is the convergence curve the error cannot give), NaN after the stop.
     """
 
     f: Array
@@ -94,6 +97,7 @@ class SinkhornOutput(NamedTuple):
     b: Array
     tau_a: Array
     tau_b: Array
+    duals: Array
 
     @property
     def matrix(self) -> Array:
@@ -158,6 +162,13 @@ def _marginal_error(s: _State, a: Array, b: Array, eps: Array, num: _Numerics) -
     return jnp.sum(jnp.abs(a * jnp.exp(s.log_r) - target_a)) + jnp.sum(jnp.abs(b * jnp.exp(s.log_c) - target_b))
 
 
+def _dual_value(s: _State, a: Array, b: Array, eps: Array, num: _Numerics) -> Array:
+    """``D(f, g)`` from the carried row sums (the plan's mass is ``sum_i a_i exp(log_r_i)``)."""
+    mass = jnp.sum(a * jnp.exp(s.log_r))
+    psi = jnp.sum(a * _dual.psi(s.f, eps, num.tau_a)) + jnp.sum(b * _dual.psi(s.g, eps, num.tau_b))
+    return psi - eps * (mass - jnp.sum(a) * jnp.sum(b))
+
+
 def _safe_lse_rows(geom: _DenseKernel, v: Array, inv: Array) -> Array:
     """Exact two-pass ``log sum_j exp(v_j - C_ij / eps)`` (max-shifted), for the first iteration."""
     m = geom.row_max(v, inv)
@@ -188,7 +199,7 @@ def _first_iteration(geom: _DenseKernel, a: Array, b: Array, g0: Array, num: _Nu
     nan = jnp.full((n_checks,), jnp.nan, dtype=f.dtype)
     one = jnp.ones((), f.dtype)
     inf = jnp.asarray(jnp.inf, f.dtype)
-    s = _State(f, g, log_r, log_c, jnp.int32(1), jnp.int32(0), one, inf, inf, nan, jnp.zeros((), bool))
+    s = _State(f, g, log_r, log_c, jnp.int32(1), jnp.int32(0), one, inf, inf, nan, nan, jnp.zeros((), bool))
     # The error after this iteration is free: it is the reference of the first block's rate estimate.
     err = jax.lax.stop_gradient(_marginal_error(s, a, b, eps_t, num))
     err = jnp.where(eps2 <= eps_t, err, inf)  # meaningless while epsilon still decays
@@ -221,10 +232,14 @@ def _block(geom: _DenseKernel, a: Array, b: Array, num: _Numerics, static: _Stat
     omega = s.omega
     if static.accelerate:
         omega = _adapt_relaxation(omega, err / s.err_prev, err > 100 * s.err_best, at_target, num, static)
-    errors = jnp.where(jnp.arange(s.errors.shape[0]) == s.k, err, s.errors)  # no scatter: any sharding mode
+    slot = jnp.arange(s.errors.shape[0]) == s.k
+    errors = jnp.where(slot, err, s.errors)  # no scatter: any sharding mode
+    duals = jnp.where(slot, jax.lax.stop_gradient(_dual_value(s, a, b, eps_t, num)), s.duals)
     omega = jax.lax.stop_gradient(omega)
     err_best = jnp.minimum(s.err_best, err)
-    return s._replace(k=s.k + 1, omega=omega, err_prev=err, err_best=err_best, errors=errors, converged=converged)
+    return s._replace(
+        k=s.k + 1, omega=omega, err_prev=err, err_best=err_best, errors=errors, duals=duals, converged=converged
+    )
 
 
 def _adapt_relaxation(
@@ -304,8 +319,8 @@ def _run_single(static: _Static, geom: Geom, a: Array, b: Array, g0: Array, num:
     return s._replace(f=jnp.where(bad, nan_f, s.f), g=jnp.where(bad, nan_g, s.g), converged=s.converged & ~bad)
 
 
-def _outputs(s: _State) -> tuple[Array, Array, Array, Array, Array]:
-    return s.f, s.g, s.errors, s.it, s.converged
+def _outputs(s: _State) -> tuple[Array, Array, Array, Array, Array, Array]:
+    return s.f, s.g, s.errors, s.it, s.converged, s.duals
 
 
 def _solve_core(static: _Static, geom: Geom, a: Array, b: Array, g0: Array, num: _Numerics) -> tuple:
@@ -449,5 +464,5 @@ def sinkhorn(
         omega_max=jnp.asarray(max_relaxation, dtype),
     )
     static = _Static(max_iters, check_every, acceleration == "adaptive", bool(implicit_diff), int(cg_maxiter), batching)
-    f, g, errors, n_iters, converged = _solve(static, geom, a, b, g0, num)
-    return SinkhornOutput(f, g, errors, n_iters, converged, geom, a, b, num.tau_a, num.tau_b)
+    f, g, errors, n_iters, converged, duals = _solve(static, geom, a, b, g0, num)
+    return SinkhornOutput(f, g, errors, n_iters, converged, geom, a, b, num.tau_a, num.tau_b, duals)
