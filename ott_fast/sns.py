@@ -4,19 +4,21 @@ Entropic OT's dual ``D(f, g) = <a, f> + <b, g> - eps (sum P - |a| |b|)``, with t
 ``P_ij = a_i b_j exp((f_i + g_j - C_ij) / eps)``, is concave; Sinkhorn is exact block-coordinate ascent on it.
 Its gradient is ``(a - P 1, b - P^T 1)`` and ``-eps`` times its Hessian is ``[[diag(P 1), P], [P^T, diag(P^T 1)]]``.
 Near the optimum the plan, hence the off-diagonal blocks, is nearly sparse. After ``sinkhorn_iters`` Sinkhorn
-iterations, SNS takes Newton steps whose Hessian keeps the diagonal blocks exactly and only the
-``sparsity`` largest entries of each row of ``P`` off the diagonal, solved by preconditioned conjugate gradient,
+iterations, SNS takes Newton steps whose Hessian keeps the diagonal blocks exactly and, off the diagonal,
+only the largest entries of each row of ``P`` (enough to hold all but ``drop`` of the row's mass, at most
+``sparsity``), solved by preconditioned conjugate gradient,
 with a backtracking line search. (The paper's Lyapunov potential ``L(x, y)`` is this dual with
 ``x_i + y_j = f_i + g_j + eps`` up to the weights' logs; the Newton directions coincide.)
 
 How it stays fast in JAX (shapes are static everywhere, so it ``jit``s and ``vmap``s):
 
 - **Log domain.** ``log P`` is formed from the potentials and ``C``; ``exp(-C / eps)`` never is.
-- **Selection without sorting.** Each row keeps its ``sparsity`` largest entries, found by that many
-  rounds of two fused row reductions (the next largest value below the last one, then its column). A
-  fixed count per row keeps shapes static and makes ``S w`` a pure gather (``S^T u`` is one
-  ``segment_sum``); XLA:CPU's ``top_k`` sorts and took 33 ms on a 500 x 500 matrix against 1 ms for this,
-  and a global threshold needs a ``jnp.nonzero`` compaction that cost 70 ms at 2000 x 2000.
+- **Selection without sorting.** Each row's largest entries are found by rounds of two fused row
+  reductions (the next largest value below the last one, then its column), until every row holds
+  ``1 - drop`` of its mass or ``sparsity`` entries. A fixed cap per row keeps shapes static and makes
+  ``S w`` a pure gather (``S^T u`` is one ``segment_sum``). XLA:CPU's ``top_k`` sorts: 33 ms on a
+  500 x 500 matrix against 1 ms for eight rounds; a global threshold needs a ``jnp.nonzero`` compaction
+  that took 70 ms at 2000 x 2000.
 - **Hessian-vector products by gathers and ``segment_sum``** over the kept entries, on the Schur
   complement ``diag(r) - S diag(1 / c) S^T`` of the column block: CG on ``n`` unknowns with the Jacobi
   preconditioner (CG on a 2 x 2 block system with identity diagonal blocks takes twice the iterations).
@@ -27,12 +29,12 @@ How it stays fast in JAX (shapes are static everywhere, so it ``jit``s and ``vma
 - **Line search.** Armijo backtracking on ``D`` from step 1; trial points with non-finite values are
   rejected. Near machine accuracy the dual cannot resolve the improvement, so a step that halves the
   marginal error without decreasing ``D`` beyond rounding is accepted too.
-- **Fallback.** A Newton step stalls when its line search fails, or when it reduces the error by less
-  than Sinkhorn would have in the same time (Sinkhorn's per-iteration rate, measured at the end of the
-  warm-up and after every fallback block, raised to ``newton_cost``). A stall is followed by a block of
-  Sinkhorn iterations (``fallback_iters``, doubling on each consecutive stall up to 16x), so on a problem
-  where Newton never helps (degenerate W1 costs) SNS does Sinkhorn's work plus a geometrically shrinking
-  overhead, and still converges.
+- **Fallback.** A Newton step stalls when its line search fails, or when it and the step before it each
+  reduce the error by less than Sinkhorn would have in the same time (Sinkhorn's per-iteration rate,
+  measured at the end of the warm-up and after every fallback block, raised to ``newton_cost``). A stall
+  is followed by a block of Sinkhorn iterations (``fallback_iters``, doubling on each stall up to 64x
+  until a Newton step is fast), so on a problem where Newton never helps (degenerate W1 costs) SNS does
+  Sinkhorn's work plus a geometrically shrinking overhead, and still converges.
 """
 
 from __future__ import annotations
@@ -130,6 +132,8 @@ class _Numerics(NamedTuple):
     shift: Array
     newton_cost: Array
     armijo: Array
+    budget: Array  # traced cap on outer steps (<= max_newton_iters)
+    drop: Array  # mass fraction of each row the sparse Hessian may drop
 
 
 class _Newton(NamedTuple):
@@ -141,7 +145,8 @@ class _Newton(NamedTuple):
     j: Array  # outer steps done
     it: Array  # iterations done (Sinkhorn + Newton)
     n_fallback: Array
-    stalls: Array  # consecutive stalled steps
+    stalls: Array  # stalls since the last fast Newton step
+    slow: Array  # the last Newton step was slower than Sinkhorn (one slow step is forgiven)
     rate: Array  # Sinkhorn's error ratio per iteration, as last measured (warm-up or fallback block)
     errors: Array
     duals: Array
@@ -176,22 +181,38 @@ def _error(log_r: Array, log_c: Array, a: Array, b: Array) -> Array:
 # --------------------------------------------------------------------------------------- sparse Hessian
 
 
-def _row_top(log_p: Array, k: int) -> tuple[Array, Array]:
-    """``(cols[n, k], log_vals[n, k])``: the ``k`` largest entries of each row of ``log_p``, largest first.
+def _row_top(log_p: Array, log_r: Array, k: int, drop: Array) -> tuple[Array, Array, Array]:
+    """``(cols[n, k], log_vals[n, k], rounds)``: each row's largest entries of ``log_p``, largest first, until
+    every row holds a fraction ``1 - drop`` of its mass (``log_r``) or ``k`` entries; unused slots are ``-inf``.
 
-    ``k`` rounds of two fused row reductions: the next largest value below the previous one, then the
-    largest column index holding it (ties between equal values in a row are kept once). XLA:CPU's
-    ``top_k`` and ``argmax`` are 30x and 5x slower: ``top_k`` sorts, ``argmax`` does not vectorise."""
+    Each round is two fused row reductions: the next largest value below the previous one, then the largest
+    column index holding it (equal values in a row are kept once). XLA:CPU's ``top_k`` and ``argmax`` are
+    30x and 5x slower: ``top_k`` sorts, ``argmax`` does not vectorise."""
     n, m = log_p.shape
     iota = jnp.arange(m, dtype=jnp.int32)
+    target = log_r + jnp.log1p(-drop)
 
-    def body(prev: Array, _: None) -> tuple[Array, tuple[Array, Array]]:
+    def cond(c: tuple) -> Array:
+        r, _, _, _, kept = c
+        return (r < k) & jnp.any(kept < target)
+
+    def body(c: tuple) -> tuple:
+        r, prev, cols, vals, kept = c
         v = jnp.max(jnp.where(log_p < prev[:, None], log_p, -jnp.inf), axis=1)
         j = jnp.max(jnp.where(log_p == v[:, None], iota[None, :], -1), axis=1)
-        return v, (jnp.maximum(j, 0), v)
+        cols = jax.lax.dynamic_update_slice(cols, jnp.maximum(j, 0).astype(jnp.int32)[:, None], (jnp.int32(0), r))
+        vals = jax.lax.dynamic_update_slice(vals, v[:, None], (jnp.int32(0), r))
+        return r + 1, v, cols, vals, jnp.logaddexp(kept, v)
 
-    _, (cols, vals) = jax.lax.scan(body, jnp.full((n,), jnp.inf, log_p.dtype), None, length=k)
-    return cols.T, vals.T
+    init = (
+        jnp.int32(0),
+        jnp.full((n,), jnp.inf, log_p.dtype),
+        jnp.zeros((n, k), jnp.int32),
+        jnp.full((n, k), -jnp.inf, log_p.dtype),
+        jnp.full((n,), -jnp.inf, log_p.dtype),
+    )
+    rounds, _, cols, vals, _ = jax.lax.while_loop(cond, body, init)
+    return cols, vals, rounds
 
 
 def _pcg(matvec: Any, rhs: Array, diag: Array, x0: Array, rtol: Array, maxiter: int) -> tuple[Array, Array]:
@@ -228,8 +249,8 @@ def _newton_direction(
     Solves ``(H + lambda diag(H)) (dx, dy) = (a - P 1, b - P^T 1)``, ``H = [[diag(r), S], [S^T, diag(c)]]``
     with ``S`` the kept entries, by CG on the Schur complement of the column block."""
     n, m = log_p.shape
-    cols, log_v = _row_top(log_p, static.sparsity)
-    p = jnp.exp(log_v)  # [n, k]; exactly 0 where a row has fewer than k distinct entries
+    cols, log_v, _ = _row_top(log_p, log_r, static.sparsity, num.drop)
+    p = jnp.exp(log_v)  # [n, k]; exactly 0 in unused slots
     kept = jnp.sum(p > 0).astype(jnp.int32)
     r, c = jnp.exp(log_r), jnp.exp(log_c)
     mass = jnp.sum(a)
@@ -320,10 +341,11 @@ def _outer_step(
         log_c=jnp.where(ok, lc, s.log_c),
         err=jnp.where(ok, err, s.err),
     )
-    # A stall: the step failed, or Sinkhorn would have gained more in the time of a Newton step.
-    stalled = ~ok | (new.err > s.err * s.rate**num.newton_cost)
-    stalled &= new.err > num.tol
-    count = jnp.where(stalled, static.fallback_iters * 2 ** jnp.minimum(s.stalls, 4), 0)
+    # A stall: the step failed, or two Newton steps in a row gained less than Sinkhorn would have in their
+    # time (one slow step is forgiven: damped steps far from the optimum precede the quadratic phase).
+    slow = new.err > s.err * s.rate**num.newton_cost
+    stalled = (~ok | (slow & s.slow)) & (new.err > num.tol)
+    count = jnp.where(stalled, static.fallback_iters * 2 ** jnp.minimum(s.stalls, 6), 0)
     new = jax.lax.cond(
         stalled, lambda t: _sinkhorn_steps(cost, la, lb, inv, eps, t, count), lambda t: t, new
     )
@@ -337,7 +359,8 @@ def _outer_step(
         j=s.j + 1,
         it=it,
         n_fallback=s.n_fallback + count,
-        stalls=jnp.where(stalled, s.stalls + 1, 0),
+        stalls=jnp.where(stalled, s.stalls + 1, jnp.where(slow, s.stalls, 0)),  # reset by a fast step
+        slow=slow & ~stalled,
         rate=rate,
         errors=jnp.where(slot, new_err, s.errors),
         duals=jnp.where(slot, _dual_value(new.f, new.g, new.log_r, a, b, eps), s.duals),
@@ -383,6 +406,7 @@ def _run_single(static: _Static, geom: Geom, a: Array, b: Array, g0: Array, num:
         it=w.it,
         n_fallback=jnp.int32(0),
         stalls=jnp.int32(0),
+        slow=jnp.zeros((), bool),
         rate=rate,
         errors=jnp.concatenate([w.errors, nan]),
         duals=jnp.concatenate([w.duals, nan]),
@@ -394,7 +418,7 @@ def _run_single(static: _Static, geom: Geom, a: Array, b: Array, g0: Array, num:
     )
 
     def keep_going(st: _Newton) -> Array:
-        return (st.j < n_trace) & ~st.converged & jnp.isfinite(st.err)
+        return (st.j < n_trace) & (st.j - k_w < num.budget) & ~st.converged & jnp.isfinite(st.err)
 
     s = jax.lax.while_loop(keep_going, lambda st: _outer_step(cost, a, b, eps, num, static, st), s)
     bad = ~jnp.isfinite(s.err) | ~jnp.all(jnp.isfinite(s.f)) | ~jnp.all(jnp.isfinite(s.g))
@@ -429,7 +453,7 @@ def _solve_bwd(static: _Static, res: tuple, cts: tuple) -> tuple:
     f, g, geom, a, b, g0, num = res
     one = jnp.ones((), a.dtype)
     g_geom, g_a, g_b, _, _ = _dual.implicit_vjp(f, g, geom, a, b, one, one, cts[0], cts[1], static.implicit_cg_maxiter)
-    zeros = jax.tree_util.tree_map(jnp.zeros_like, num)
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, num)._replace(budget=np.zeros((), jax.dtypes.float0))
     return g_geom, g_a, g_b, jnp.zeros_like(g0), zeros
 
 
@@ -445,13 +469,15 @@ def sns(
     *,
     sinkhorn_iters: int = 20,
     max_newton_iters: int = 50,
-    sparsity: int = 8,
+    sparsity: int = 64,
+    drop: Any = 1e-3,
     tol: Any = 1e-6,
     check_every: int = 5,
     acceleration: Literal["adaptive", "none"] = "none",
     init: tuple[Any, Any] | None = None,
     shift: Any = 1e-2,
     newton_cost: Any = 4.0,
+    newton_budget: Any = None,
     fallback_iters: int = 20,
     cg_maxiter: int = 500,
     max_line_search: int = 30,
@@ -473,9 +499,12 @@ def sns(
         sinkhorn_iters: warm-up Sinkhorn iterations (static), a multiple of ``check_every``; the warm-up
             stops early if it reaches ``tol``.
         max_newton_iters: cap on Newton steps (static); each takes one slot of the trace.
-        sparsity: entries of the plan kept per row in the sparse Hessian (static): ``sparsity * n`` in all,
-            the paper's 2n-15n. On the random assignment problem (n = 500) 8 per row takes 9 Newton steps
-            to 1e-10, 4 per row 16 steps and 16 per row 8 steps.
+        sparsity: the most entries of the plan kept per row in the sparse Hessian (static).
+        drop: each row keeps its largest entries until they hold ``1 - drop`` of its mass (or ``sparsity``
+            of them): the budget adapts to the problem within static shapes. With the defaults, the random
+            assignment problem (n = 500, eta = 1200) keeps ~9 entries per row (the paper's 2n-15n) and takes
+            8 Newton steps to 1e-10; W2 between 28 x 28 images needs ~60 per row (8 steps; at most 16 per
+            row it takes 67 steps plus fallbacks).
         tol: stop when the L1 marginal error ``|P 1 - a|_1 + |P^T 1 - b|_1 <= tol``.
         check_every: warm-up iterations between checks (static).
         acceleration: the warm-up's over-relaxation (``"none"``: the paper's plain Sinkhorn).
@@ -484,7 +513,11 @@ def sns(
         newton_cost: the cost of a Newton step in Sinkhorn iterations (about 4 at n = 500 on CPU). A
             Newton step stalls when it reduces the error by less than Sinkhorn's measured rate per
             iteration raised to this power, i.e. by less than Sinkhorn would have in the same time.
-        fallback_iters: Sinkhorn iterations after a stall (static), doubled per consecutive stall up to 16x.
+        newton_budget: a traced cap on the Newton steps, at most ``max_newton_iters`` (``None``: that cap).
+            Changing it does not recompile: time the solve at increasing budgets for an honest
+            error-against-seconds curve.
+        fallback_iters: Sinkhorn iterations after a stall (static), doubled per stall up to 64x until a
+            Newton step is fast.
         cg_maxiter: CG iterations per Newton step (static cap).
         max_line_search: halvings of the step before the line search gives up (static).
         implicit_cg_maxiter: CG cap of the implicit-differentiation backward pass (shared with Sinkhorn).
@@ -565,6 +598,8 @@ def sns(
         shift=jnp.asarray(shift, dtype),
         newton_cost=jnp.asarray(newton_cost, dtype),
         armijo=jnp.asarray(1e-4, dtype),
+        budget=jnp.asarray(max_newton_iters if newton_budget is None else newton_budget, jnp.int32),
+        drop=jnp.asarray(drop, dtype),
     )
     f, g, errors, n_iters, converged, duals, iters, diag = _solve(static, geom, a, b, g0, num)
     one = jnp.ones((), dtype)

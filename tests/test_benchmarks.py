@@ -27,3 +27,21 @@ def test_quick_benchmark_writes_table_json_and_plots(tmp_path, capsys):
     assert all(r["converged"] == r["problems"] for r in batch["results"])
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["sinkhorn_n500_d3.png", "sinkhorn_n500_d64.png"]
     assert "time to tolerance" in capsys.readouterr().out
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_quick_sns_benchmark(tmp_path, capsys):
+    from benchmarks.sns import main
+
+    assert main(["--quick", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "sns.json").read_text())
+    (case,) = report["cases"]
+    sns, sk = case["results"][:2]
+    assert sns["solver"] == "ott_fast sns" and sns["converged"] and sns["final_error"] <= 1e-10
+    assert sns["iterations"] < sk["iterations"]
+    assert len(sns["curve_seconds"]) == len(sns["curve_errors"]) == len(sns["curve_gaps"])
+    assert list(tmp_path.glob("sns_*.png"))
+    assert "Sinkhorn / SNS" in capsys.readouterr().out
+    import jax.numpy as jnp
+
+    assert jnp.zeros(1).dtype == jnp.float32  # the benchmark's float64 is scoped

@@ -53,7 +53,8 @@ def test_random_assignment_few_iterations_to_machine_accuracy(x64):
     d = np.asarray(out.duals)
     d = d[np.isfinite(d)]
     assert np.all(np.diff(d) >= -1e-12)  # the dual ascends (Sinkhorn and Armijo steps)
-    assert np.all(np.asarray(out.newton.kept)[: int(out.newton.n_newton)] == 500 * 8)
+    kept = np.asarray(out.newton.kept)[: int(out.newton.n_newton)]
+    assert np.all((kept >= 2 * 500) & (kept <= 20 * 500))  # the drop rule keeps the paper's 2n-15n here
 
 
 def test_fallback_engages_on_degenerate_w1_and_converges(x64):
