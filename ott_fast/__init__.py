@@ -8,7 +8,7 @@ Example:
     True
 """
 
-from ott_fast import costs
+from ott_fast import costs, trace
 from ott_fast.divergence import sinkhorn_divergence
 from ott_fast.geometry import Geometry, PointCloud
 from ott_fast.sinkhorn import EpsilonSchedule, SinkhornOutput, sinkhorn
@@ -25,5 +25,6 @@ __all__ = [
     "sns",
     "SNSOutput",
     "NewtonDiagnostics",
+    "trace",
 ]
 __version__ = "0.1.0"
