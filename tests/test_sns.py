@@ -7,7 +7,7 @@ import ot
 import pytest
 
 import ott_fast as otf
-from tests.conftest import random_problem, sq_cost
+from conftest import random_problem, sq_cost
 
 
 def _assignment(n, seed=0):
