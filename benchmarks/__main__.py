@@ -1,7 +1,10 @@
-"""``python -m benchmarks [--quick] [--out out]``: ott_fast vs OTT-JAX vs POT on the same problems.
+"""``python -m benchmarks [--quick] [--out out] [--suites ...]``: ott_fast vs OTT-JAX, POT and regot.
 
-Prints a table, writes ``<out>/benchmarks.json`` and convergence plots ``<out>/*.png``. Full mode runs the
-recorded cases (n = m = 4000 in d = 3 and d = 64, and a batch of 64 problems of n = m = 256 in d = 3);
+Runs every suite by default: ``sinkhorn`` (this module), ``sns`` (``benchmarks/sns.py``), ``sliced``
+(``benchmarks/sliced.py``) and ``monge_gap`` (``benchmarks/monge_gap.py``); each prints its tables and writes
+its JSON and plots under ``<out>``. The Sinkhorn suite writes ``<out>/benchmarks.json`` and convergence plots
+``<out>/sinkhorn_*.png``. Its full mode runs the recorded cases (n = m = 4000 in d = 3 and d = 64, and a
+batch of 64 problems of n = m = 256 in d = 3);
 ``--quick`` runs small versions of the same cases in well under a minute.
 
 Every case uses epsilon = 0.01 x the mean of its cost matrix (converted to an absolute epsilon given
@@ -12,6 +15,7 @@ uniform weights and the tolerance 1e-3 on the L1 marginal error.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -120,6 +124,15 @@ def plot(cases: list[dict[str, Any]], out: str) -> list[str]:
     return paths
 
 
+# Each suite after the first is a module with its own ``main(argv)`` taking ``--quick`` and ``--out``.
+SUITES = {
+    "sinkhorn": "benchmarks.__main__",
+    "sns": "benchmarks.sns",
+    "sliced": "benchmarks.sliced",
+    "monge_gap": "benchmarks.monge_gap",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke test, < 1 minute)")
@@ -131,8 +144,31 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run the online cases for ott_fast only (no OTT-JAX 0.8.1 environment)",
     )
+    parser.add_argument(
+        "--suites",
+        default=",".join(SUITES),
+        help=f"comma-separated suites to run (default: all of {','.join(SUITES)})",
+    )
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
+    suites = [s.strip() for s in args.suites.split(",") if s.strip()]
+    unknown = sorted(set(suites) - set(SUITES))
+    if unknown:
+        parser.error(f"--suites: unknown {unknown}; choose from {list(SUITES)}")
+    if "sinkhorn" in suites:
+        sinkhorn_suite(args)
+    for name in suites:
+        if name != "sinkhorn":
+            print(f"\n===== {name} =====", flush=True)
+            module = importlib.import_module(SUITES[name])
+            code = module.main((["--quick"] if args.quick else []) + ["--out", args.out])
+            if code:
+                return code
+    return 0
+
+
+def sinkhorn_suite(args: argparse.Namespace) -> None:
+    """Dense Sinkhorn, batch and online cases against OTT-JAX and POT (``out/benchmarks.json``)."""
     tol = 1e-3
     if args.quick:
         sizes, batch, repeats = (500,), (8, 64), 1
@@ -186,7 +222,6 @@ def main(argv: list[str] | None = None) -> int:
         json.dump({"meta": meta, "cases": cases, "online": online_cases}, fh, indent=1)
     paths = plot(cases, args.out)
     print(f"\nwrote {os.path.join(args.out, 'benchmarks.json')}" + "".join(f", {p}" for p in paths))
-    return 0
 
 
 if __name__ == "__main__":

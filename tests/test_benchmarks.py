@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def test_quick_benchmark_writes_table_json_and_plots(tmp_path, capsys):
     from benchmarks.__main__ import main
 
-    assert main(["--quick", "--out", str(tmp_path)]) == 0
+    assert main(["--quick", "--out", str(tmp_path), "--suites", "sinkhorn"]) == 0
     report = json.loads((tmp_path / "benchmarks.json").read_text())
     single = [c for c in report["cases"] if "batch" not in c]
     assert len(single) == 2
