@@ -26,7 +26,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from benchmarks import online, problems, runners
+from benchmarks import online, problems, report, runners
 
 # DESIGN.md's physical limit on a 2-core CPU: 10-25 iterations/s at n = m = 10,000 (exp and memory bound),
 # i.e. 0.4-1.0 ns per matrix entry per iteration; it scales with n * m.
@@ -145,6 +145,11 @@ def main(argv: list[str] | None = None) -> int:
         help="run the online cases for ott_fast only (no OTT-JAX 0.8.1 environment)",
     )
     parser.add_argument(
+        "--no-readme",
+        action="store_true",
+        help="full mode: do not rewrite the README's benchmark tables (they are always in <out>/benchmarks.md)",
+    )
+    parser.add_argument(
         "--suites",
         default=",".join(SUITES),
         help=f"comma-separated suites to run (default: all of {','.join(SUITES)})",
@@ -164,6 +169,13 @@ def main(argv: list[str] | None = None) -> int:
             code = module.main((["--quick"] if args.quick else []) + ["--out", args.out])
             if code:
                 return code
+    tables = report.render(args.out, suites)
+    with open(os.path.join(args.out, "benchmarks.md"), "w") as fh:
+        fh.write("".join(f"## {name}\n\n{table}\n\n" for name, table in tables.items()))
+    print(f"\nwrote {os.path.join(args.out, 'benchmarks.md')}")
+    if not args.quick and not args.no_readme:  # full mode regenerates the README's tables
+        readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+        print(f"updated {readme}: {report.update_readme(readme, tables)}")
     return 0
 
 

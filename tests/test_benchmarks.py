@@ -45,3 +45,16 @@ def test_quick_sns_benchmark(tmp_path, capsys):
     import jax.numpy as jnp
 
     assert jnp.zeros(1).dtype == jnp.float32  # the benchmark's float64 is scoped
+    from benchmarks import report as rep
+
+    table = rep.render(str(tmp_path), ["sns"])["sns"]
+    assert table.count("\n| random assignment n=100 |") == 1 and "ott_fast sns" in table
+
+
+def test_update_readme_replaces_only_the_marked_section(tmp_path):
+    from benchmarks import report as rep
+
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- benchmark:sns -->\nold table\n<!-- /benchmark:sns -->\noutro\n")
+    assert rep.update_readme(str(readme), {"sns": "| new |", "sliced": "| absent |"}) == ["sns"]
+    assert readme.read_text() == "intro\n<!-- benchmark:sns -->\n| new |\n<!-- /benchmark:sns -->\noutro\n"

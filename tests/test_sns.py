@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import ot
 import pytest
+from conftest import random_problem, sq_cost
 
 import ott_fast as otf
-from conftest import random_problem, sq_cost
 
 
 def _assignment(n, seed=0):
