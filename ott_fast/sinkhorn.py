@@ -85,6 +85,13 @@ class SinkhornOutput(NamedTuple):
         geom, a, b, tau_a, tau_b: the problem, kept for the derived quantities below.
         duals: ``[max_iters // check_every]`` dual objective ``D(f, g)`` at each check (its optimality gap
             ``D* - D`` is the convergence curve the error cannot give), NaN after the stop.
+
+    Example:
+        >>> import jax, ott_fast as otf
+        >>> x = jax.random.normal(jax.random.PRNGKey(0), (8, 2))
+        >>> out = otf.sinkhorn(otf.PointCloud(x, x + 1.0, epsilon=0.5))
+        >>> out.matrix.shape, out.apply(x).shape, bool(out.reg_ot_cost >= out.transport_cost - 1e-6)
+        ((8, 8), (8, 2), True)
     """
 
     f: Array

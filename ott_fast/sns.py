@@ -69,6 +69,13 @@ class NewtonDiagnostics(NamedTuple):
         cg_iters: ``[max_newton_iters]`` conjugate-gradient iterations of each Newton step (0 where unused).
         step_sizes: ``[max_newton_iters]`` accepted step size, 0 where the line search failed, NaN unused.
         kept: ``[max_newton_iters]`` entries of the plan kept in the sparse Hessian, 0 where unused.
+
+    Example:
+        >>> import jax, ott_fast as otf
+        >>> c = jax.random.uniform(jax.random.PRNGKey(0), (50, 50))
+        >>> d = otf.sns(otf.Geometry(c, epsilon=0.02), tol=1e-5, max_newton_iters=10).newton
+        >>> d.cg_iters.shape, bool(d.step_sizes[0] > 0), int(d.n_fallback)
+        ((10,), True, 0)
     """
 
     n_newton: Array
@@ -92,6 +99,13 @@ class SNSOutput(NamedTuple):
         duals: like ``errors``: the dual objective ``D(f, g)`` at each entry (for optimality-gap curves).
         trace_iters: like ``errors``: the iteration count at which each error was measured (NaN unused).
         newton: :class:`NewtonDiagnostics`.
+
+    Example:
+        >>> import jax, ott_fast as otf
+        >>> c = jax.random.uniform(jax.random.PRNGKey(1), (40, 30))
+        >>> out = otf.sns(otf.Geometry(c, epsilon=0.05), tol=1e-6)
+        >>> out.errors.shape, out.matrix.shape, bool(out.converged)  # 20 // 5 warm-up checks + 50 Newton slots
+        ((54,), (40, 30), True)
     """
 
     f: Array

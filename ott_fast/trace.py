@@ -52,6 +52,12 @@ class Curve(NamedTuple):
         gaps: ``D* - D`` at each entry once :func:`with_gaps` has run, else ``None``.
         timing: how ``seconds`` was measured.
         total_seconds: the measured time of the whole solve.
+
+    Example:
+        >>> import numpy as np
+        >>> c = Curve("mine", np.array([1.0, 2.0]), np.array([1e-2, 1e-4]), np.array([0.1, 0.2]), None, None, "", 0.2)
+        >>> c.label, c.errors[-1]
+        ('mine', np.float64(0.0001))
     """
 
     label: str
