@@ -1,0 +1,57 @@
+"""Convergence curves: each solver's curve is its real trace, gaps are measured against the best dual of all,
+and POT's independent solve reaches the same optimum."""
+
+import matplotlib
+import numpy as np
+import pytest
+
+import ott_fast as otf
+from ott_fast import trace
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture
+def geom(x64):
+    c = np.random.default_rng(0).uniform(size=(60, 50))
+    return otf.Geometry(c, epsilon=0.02)
+
+
+def test_curves_of_every_solver_on_one_problem(geom):
+    tol = 1e-8
+    curves = trace.with_gaps(
+        [
+            trace.sinkhorn_curve(geom, tol=tol, acceleration="none", max_iters=20000, label="plain", repeats=1),
+            trace.sinkhorn_curve(geom, tol=tol, max_iters=20000, label="accelerated", repeats=1),
+            trace.sinkhorn_curve(
+                geom, tol=tol, max_iters=20000, schedule=otf.EpsilonSchedule(decay=0.8), label="schedule", repeats=1
+            ),
+            trace.sns_curve(geom, tol=tol, repeats=1),
+            trace.pot_curve(geom, tol=tol, max_iters=20000, chunk=50),
+        ]
+    )
+    for c in curves:
+        assert c.errors[-1] <= tol, c.label
+        assert np.all(np.diff(c.iterations) > 0) and np.all(np.diff(c.seconds) >= 0), c.label
+        assert c.seconds[-1] <= 1.01 * c.total_seconds + 1e-9
+        assert np.all(c.gaps[np.isfinite(c.gaps)] >= 0)
+    # every solver, POT included, ends at the same optimum: final gaps are tiny next to the initial ones
+    for c in curves:
+        assert c.gaps[-1] <= 1e-6 * max(1.0, float(np.nanmax(c.gaps))), c.label
+    plain, accelerated, _, sns, _ = curves
+    assert accelerated.iterations[-1] < plain.iterations[-1]  # over-relaxation helps
+    assert sns.iterations[-1] < accelerated.iterations[-1]
+    fig = trace.plot(curves, title="test")
+    assert len(fig.axes) == 4 and len(fig.axes[0].lines) == len(curves)
+
+
+def test_sinkhorn_curve_is_the_solvers_trace(geom):
+    curve = trace.sinkhorn_curve(geom, tol=1e-6, acceleration="none", max_iters=5000, repeats=1)
+    out = otf.sinkhorn(geom, tol=1e-6, acceleration="none", max_iters=5000)
+    errs = np.asarray(out.errors)
+    np.testing.assert_allclose(curve.errors, errs[np.isfinite(errs)])
+    assert curve.iterations[-1] == int(out.n_iters)
+    plan = np.asarray(out.matrix)
+    a, b = np.full(60, 1 / 60), np.full(50, 1 / 50)
+    real = np.abs(plan.sum(1) - a).sum() + np.abs(plan.sum(0) - b).sum()  # the L1 error recomputed from the plan
+    np.testing.assert_allclose(curve.errors[-1], real, rtol=1e-6, atol=1e-12)
