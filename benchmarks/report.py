@@ -47,27 +47,26 @@ def render_sinkhorn(data: dict[str, Any]) -> str:
         ]
         for r in case["results"]:
             lines.append(f"| {r['solver']} | {r['seconds']:.3g} | {r['iterations_max']} |")
-    online = [c for c in data.get("online", []) if "ott_fast" in c]
-    if online:
-        lines += [
-            "",
-            "| online case | ott_fast it/s | peak RSS | OTT-JAX online it/s | peak RSS | speed-up |",
-            "| --- | ---: | ---: | ---: | ---: | ---: |",
-        ]
-        for c in online:
-            ours, theirs = c["ott_fast"], c["ott-jax"]
-            if "error" in ours:
-                continue
-            if "error" in theirs:
-                t_its = t_rss = up = "-"
-            else:
-                t_its, t_rss = _f(theirs["iters_per_second"]), f"{theirs['peak_rss'] / 1e9:.2f} GB"
-                up = f"{ours['iters_per_second'] / theirs['iters_per_second']:.1f}x"
-            lines.append(
-                f"| n = m = {c['n']:,}, d = {c['d']} | {_f(ours['iters_per_second'])} | "
-                f"{ours['peak_rss'] / 1e9:.2f} GB | {t_its} | {t_rss} | {up} |"
-            )
     return "\n".join(lines)
+
+
+def render_online(data: dict[str, Any]) -> str:
+    lines = [
+        "| case | ott_fast it/s | peak RSS | OTT-JAX online it/s | peak RSS | speed-up |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for c in (c for c in data.get("online", []) if "ott_fast" in c and "error" not in c["ott_fast"]):
+        ours, theirs = c["ott_fast"], c["ott-jax"]
+        if "error" in theirs:
+            t_its = t_rss = up = "-"
+        else:
+            t_its, t_rss = _f(theirs["iters_per_second"]), f"{theirs['peak_rss'] / 1e9:.2f} GB"
+            up = f"{ours['iters_per_second'] / theirs['iters_per_second']:.1f}x"
+        lines.append(
+            f"| n = m = {c['n']:,}, d = {c['d']} | {_f(ours['iters_per_second'])} | "
+            f"{ours['peak_rss'] / 1e9:.2f} GB | {t_its} | {t_rss} | {up} |"
+        )
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def render_sns(data: dict[str, Any]) -> str:
@@ -99,34 +98,30 @@ def render_sns(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-RENDERERS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
-    "sinkhorn": ("benchmarks.json", render_sinkhorn),
-    "sns": ("sns.json", render_sns),
+# README section -> (suite, its JSON file, renderer). A renderer returning "" leaves its section as it was.
+SECTIONS: dict[str, tuple[str, str, Callable[[dict[str, Any]], str]]] = {
+    "sinkhorn": ("sinkhorn", "benchmarks.json", render_sinkhorn),
+    "sinkhorn-online": ("sinkhorn", "benchmarks.json", render_online),
+    "sns": ("sns", "sns.json", render_sns),
 }
 
 
-def register(suite: str, filename: str, renderer: Callable[[dict[str, Any]], str]) -> None:
-    """Adds a suite's renderer (a suite module calls this at import)."""
-    RENDERERS[suite] = (filename, renderer)
-
-
 def render(out: str, suites: list[str]) -> dict[str, str]:
-    """``{suite: markdown}`` for each of ``suites`` whose JSON exists under ``out``."""
+    """``{section: markdown}`` for each README section of ``suites`` whose JSON exists under ``out``."""
     tables = {}
-    for suite in suites:
-        if suite not in RENDERERS:
-            continue
-        filename, fn = RENDERERS[suite]
+    for section, (suite, filename, fn) in SECTIONS.items():
         path = os.path.join(out, filename)
-        if os.path.exists(path):
+        if suite in suites and os.path.exists(path):
             with open(path) as fh:
-                tables[suite] = fn(json.load(fh))
+                table = fn(json.load(fh))
+            if table:
+                tables[section] = table
     return tables
 
 
 def update_readme(readme: str, tables: dict[str, str]) -> list[str]:
     """Replaces each ``<!-- benchmark:suite -->...<!-- /benchmark:suite -->`` section of ``readme`` with its
-    table; returns the suites whose section was found and replaced."""
+    table; returns the sections whose section was found and replaced."""
     with open(readme) as fh:
         text = fh.read()
     done = []

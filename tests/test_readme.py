@@ -18,6 +18,9 @@ def test_readme_python_blocks_run():
     assert scope["costs"].shape == (16,) and bool(jnp.all(jnp.isfinite(scope["costs"])))
     assert scope["grad_x"].shape == (500, 3) and bool(jnp.all(jnp.isfinite(scope["grad_x"])))
     assert bool(jnp.all(jnp.isfinite(scope["f"])))  # the sharding example (one device here)
+    assert bool(scope["sns_out"].converged) and int(scope["sns_out"].n_iters) < 100
+    assert [c.label for c in scope["curves"]][:3] == ["sinkhorn", "sinkhorn, over-relaxed", "sns"]
+    assert all(c.errors[-1] <= 1e-5 for c in scope["curves"])
 
 
 def test_readme_starts_with_the_two_commands_ci_runs():
