@@ -8,9 +8,12 @@ Example:
     True
 """
 
-from ott_fast import costs, trace
+from ott_fast import costs, fitting, maps, trace
 from ott_fast.divergence import sinkhorn_divergence
+from ott_fast.fitting import fit
 from ott_fast.geometry import Geometry, PointCloud
+from ott_fast.maps import MLP, EntropicMap, entropic_map
+from ott_fast.monge_gap import MongeGapOutput, monge_gap
 from ott_fast.sinkhorn import EpsilonSchedule, SinkhornOutput, sinkhorn
 from ott_fast.sns import NewtonDiagnostics, SNSOutput, sns
 
@@ -26,5 +29,13 @@ __all__ = [
     "SNSOutput",
     "NewtonDiagnostics",
     "trace",
+    "monge_gap",
+    "MongeGapOutput",
+    "maps",
+    "MLP",
+    "entropic_map",
+    "EntropicMap",
+    "fitting",
+    "fit",
 ]
 __version__ = "0.1.0"

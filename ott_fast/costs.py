@@ -27,7 +27,19 @@ import jax.numpy as jnp
 
 Array = jax.Array
 
-__all__ = ["Cost", "SqEuclidean", "Euclidean", "PNorm", "Cosine", "Custom", "as_cost"]
+__all__ = [
+    "Cost",
+    "SqEuclidean",
+    "Euclidean",
+    "PNorm",
+    "Cosine",
+    "Custom",
+    "as_cost",
+    "TICost",
+    "ElasticL1",
+    "TranslationInvariant",
+    "ti_gradients",
+]
 
 # Rows of ``x`` processed at once when a cost has no matrix-product form (bounds the [rows, m, d] buffer).
 _ROW_BLOCK = 256
@@ -148,3 +160,133 @@ def as_cost(cost: Cost | Callable[[Array, Array], Array] | None) -> Cost:
     if callable(cost):
         return Custom(cost)
     raise TypeError(f"cost: expected an ott_fast.costs.Cost or a function c(x, y), got {type(cost).__name__}.")
+
+
+# ------------------------------------------------------------------------- translation-invariant costs
+
+
+class TICost(Cost):
+    """Translation-invariant cost ``c(x, y) = h(x - y)`` with ``h`` strictly convex.
+
+    Subclasses define :meth:`h` and :meth:`grad_h_star` (the gradient of the convex conjugate ``h*``, the
+    inverse of ``grad h``); :meth:`grad_h` defaults to autodiff. These two gradients give the optimal map
+    ``T(x) = x - grad h*(grad f(x))`` of an ``h``-concave potential ``f`` (Gangbo & McCann), and the entropic
+    map of :func:`ott_fast.maps.entropic_map`.
+    """
+
+    def h(self, z: Array) -> Array:
+        """``h(z)`` for ``z[d]``; returns a scalar."""
+        raise NotImplementedError
+
+    def grad_h(self, z: Array) -> Array:
+        """``grad h(z)`` for ``z[d]``."""
+        return jax.grad(self.h)(z)
+
+    def grad_h_star(self, w: Array) -> Array:
+        """``grad h*(w)`` for ``w[d]``: the ``z`` with ``grad h(z) = w``."""
+        raise NotImplementedError
+
+    def cost(self, x: Array, y: Array) -> Array:
+        return self.h(x - y)
+
+
+def soft_threshold(w: Array, gamma: Any) -> Array:
+    """``sign(w) max(|w| - gamma, 0)``, elementwise."""
+    return jnp.sign(w) * jnp.maximum(jnp.abs(w) - gamma, 0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class ElasticL1(TICost):
+    """Elastic cost ``h(z) = |z|^2 / 2 + gamma |z|_1`` (``gamma >= 0`` traced; Cuturi, Klein & Ablin, 2023).
+
+    ``grad h(z) = z + gamma sign(z)`` and ``h*(w) = |S_gamma(w)|^2 / 2``, so ``grad h*(w) = S_gamma(w)``,
+    the soft-thresholding operator: displacements ``grad h*(.)`` are sparse.
+
+    Example:
+        >>> c = ElasticL1(gamma=0.5)
+        >>> float(c(jnp.array([1.0, 0.0]), jnp.array([0.0, 0.0])))
+        1.0
+        >>> c.grad_h_star(jnp.array([1.0, -2.0]))
+        Array([ 0.5, -1.5], dtype=float32)
+    """
+
+    gamma: Any = 1.0
+
+    def h(self, z: Array) -> Array:
+        return 0.5 * jnp.sum(z * z) + self.gamma * jnp.sum(jnp.abs(z))
+
+    def grad_h(self, z: Array) -> Array:
+        return z + self.gamma * jnp.sign(z)
+
+    def grad_h_star(self, w: Array) -> Array:
+        return soft_threshold(w, self.gamma)
+
+    def all_pairs(self, x: Array, y: Array) -> Array:
+        sq = SqEuclidean().all_pairs(x, y)
+        l1 = Cost.all_pairs(_L1(), x, y)
+        return 0.5 * sq + self.gamma * l1
+
+
+@dataclasses.dataclass(frozen=True)
+class _L1(Cost):
+    def cost(self, x: Array, y: Array) -> Array:
+        return jnp.sum(jnp.abs(x - y))
+
+
+@dataclasses.dataclass(frozen=True)
+class TranslationInvariant(TICost):
+    """``c(x, y) = h_fn(x - y)`` from user functions (static): ``h_fn(z[d])`` and ``grad_h_star_fn(w[d])``.
+
+    Example:
+        >>> c = TranslationInvariant(lambda z: jnp.sum(z**4) / 4 + jnp.sum(z**2) / 2, None)
+        >>> float(c(jnp.ones(2), jnp.zeros(2)))
+        1.5
+    """
+
+    h_fn: Callable[[Array], Array]
+    grad_h_star_fn: Callable[[Array], Array] | None = None
+
+    def h(self, z: Array) -> Array:
+        return self.h_fn(z)
+
+    def grad_h_star(self, w: Array) -> Array:
+        if self.grad_h_star_fn is None:
+            raise TypeError("grad_h_star_fn: not given; pass grad h* to TranslationInvariant(h_fn, grad_h_star_fn).")
+        return self.grad_h_star_fn(w)
+
+
+_register(ElasticL1, data=("gamma",))
+_register(_L1)
+_register(TranslationInvariant, meta=("h_fn", "grad_h_star_fn"))
+
+
+def ti_gradients(cost: Cost) -> tuple[Callable[[Array], Array], Callable[[Array], Array]] | None:
+    """``(grad h, grad h*)`` of a translation-invariant strictly convex cost ``h(x - y)``, else ``None``.
+
+    Known: :class:`SqEuclidean` (``h = |z|^2``: ``2 z`` and ``w / 2``), :class:`PNorm` with ``p > 1``
+    (``h = sum |z_k|^p``: ``p sign(z) |z|^(p-1)`` and ``sign(w) (|w| / p)^(1 / (p-1))``), and any
+    :class:`TICost`. :class:`Euclidean` is not strictly convex (``None``).
+
+    Example:
+        >>> gh, ghs = ti_gradients(PNorm(3.0))
+        >>> ghs(gh(jnp.array([0.5, -2.0])))
+        Array([ 0.5, -2. ], dtype=float32)
+    """
+    cost = as_cost(cost)
+    if isinstance(cost, SqEuclidean):
+        return (lambda z: 2.0 * z), (lambda w: 0.5 * w)
+    if isinstance(cost, PNorm):
+        p = cost.p
+        if not isinstance(p, jax.core.Tracer) and not float(p) > 1.0:
+            raise ValueError(f"cost: PNorm(p) needs p > 1 for a strictly convex h, got p={float(p)}.")
+
+        def grad_h(z: Array) -> Array:
+            return p * jnp.sign(z) * jnp.abs(z) ** (p - 1.0)
+
+        def grad_h_star(w: Array) -> Array:
+            return jnp.sign(w) * (jnp.abs(w) / p) ** (1.0 / (p - 1.0))
+
+        return grad_h, grad_h_star
+    if isinstance(cost, TICost):
+        return cost.grad_h, cost.grad_h_star
+    return None
