@@ -9,13 +9,25 @@ Example:
 """
 
 from ott_fast import costs, fitting, maps, trace
+from ott_fast.amortized import apply_amortized, init_amortized
+from ott_fast.distributional import (
+    ProjectionSearchOutput,
+    distributional_sliced_wasserstein,
+    max_sliced_wasserstein,
+    vmf_distributional_sliced_wasserstein,
+    vmf_sliced_wasserstein,
+)
 from ott_fast.divergence import sinkhorn_divergence
 from ott_fast.fitting import fit
 from ott_fast.geometry import Geometry, PointCloud
 from ott_fast.maps import MLP, EntropicMap, entropic_map
 from ott_fast.monge_gap import MongeGapOutput, monge_gap
 from ott_fast.sinkhorn import EpsilonSchedule, SinkhornOutput, sinkhorn
+from ott_fast.sliced import control_variates as sliced_control_variates
+from ott_fast.sliced import directions as sliced_directions
+from ott_fast.sliced import sliced_wasserstein, wasserstein_1d
 from ott_fast.sns import NewtonDiagnostics, SNSOutput, sns
+from ott_fast.vmf import sample_vmf
 
 __all__ = [
     "costs",
@@ -29,6 +41,18 @@ __all__ = [
     "SNSOutput",
     "NewtonDiagnostics",
     "trace",
+    "wasserstein_1d",
+    "sliced_wasserstein",
+    "sliced_directions",
+    "sliced_control_variates",
+    "max_sliced_wasserstein",
+    "distributional_sliced_wasserstein",
+    "vmf_sliced_wasserstein",
+    "vmf_distributional_sliced_wasserstein",
+    "ProjectionSearchOutput",
+    "sample_vmf",
+    "init_amortized",
+    "apply_amortized",
     "monge_gap",
     "MongeGapOutput",
     "maps",

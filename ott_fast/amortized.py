@@ -1,0 +1,80 @@
+"""Self-attention amortized v-DSW (Nguyen, Nguyen & Ho, ICML 2023): a model maps two clouds to a vMF location.
+
+The model (functional: ``params`` is a dict of arrays, no NN framework) attends over the concatenation
+``Z = X ⊕ Y`` of the two clouds, as in the paper (``a_psi(X, Y) = A_psi(X ⊕ Y)^T 1 / |.|``):
+
+``A(Z) = Z + Attn(Z W_q, Z W_k, Z W_v)``,  ``epsilon = normalise(sum_i w_i A(Z)_i)``,
+
+with pooling weights ``w = (a, b) / 2`` (each cloud counts equally whatever its size). Attention is
+permutation-equivariant and the pooling invariant, so ``epsilon`` is invariant to permutations of each cloud
+and symmetric in the two clouds (swapping them permutes ``Z``). ``attention="full"`` is softmax attention
+(``O(N^2)``); ``attention="efficient"`` (default) is the linear-complexity variant of Shen et al. (2021)
+used in the paper, ``softmax_features(Q) (softmax_points(K)^T V)``, ``O(N h d)``.
+
+The model is trained by ascent on :func:`~ott_fast.vmf_sliced_wasserstein` at its output location, in turn
+with the descent step of the model being fitted (a min-max game); see ``examples/sliced_autoencoder.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from ott_fast.sliced import _prepare
+from ott_fast.vmf import _safe_normalize
+
+Array = jax.Array
+
+__all__ = ["init_amortized", "apply_amortized"]
+
+ATTENTION = ("efficient", "full")
+
+
+def init_amortized(key: Array, d: int, hidden: int = 16, dtype: Any = jnp.float32) -> dict[str, Array]:
+    """Parameters ``{"wq": [d, h], "wk": [d, h], "wv": [d, d]}`` of the attention block (scaled Gaussians).
+
+    Example:
+        >>> import jax, ott_fast as otf
+        >>> sorted(otf.init_amortized(jax.random.PRNGKey(0), 3))
+        ['wk', 'wq', 'wv']
+    """
+    kq, kk, kv = jax.random.split(key, 3)
+    s = 1.0 / jnp.sqrt(jnp.asarray(d, dtype))
+    return {
+        "wq": s * jax.random.normal(kq, (d, hidden), dtype),
+        "wk": s * jax.random.normal(kk, (d, hidden), dtype),
+        "wv": s * jax.random.normal(kv, (d, d), dtype),
+    }
+
+
+def _attention(params: dict[str, Array], z: Array, kind: str) -> Array:
+    q, k, v = z @ params["wq"], z @ params["wk"], z @ params["wv"]
+    if kind == "full":
+        return jax.nn.softmax(q @ k.T / jnp.sqrt(jnp.asarray(q.shape[1], z.dtype)), axis=1) @ v
+    # Efficient attention: features of each query normalised over the hidden axis, keys over the points.
+    return jax.nn.softmax(q, axis=1) @ (jax.nn.softmax(k, axis=0).T @ v)
+
+
+def apply_amortized(
+    params: dict[str, Array], x: Any, y: Any, a: Any = None, b: Any = None, *, attention: str = "efficient"
+) -> Array:
+    """The vMF location ``epsilon[d]`` (unit norm) predicted for the clouds ``x[n, d]``, ``y[m, d]``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, ott_fast as otf
+        >>> params = otf.init_amortized(jax.random.PRNGKey(0), 3)
+        >>> x, y = jax.random.normal(jax.random.PRNGKey(1), (2, 64, 3))
+        >>> bool(jnp.allclose(otf.apply_amortized(params, x, y), otf.apply_amortized(params, y, x), atol=1e-6))
+        True
+    """
+    if attention not in ATTENTION:
+        raise ValueError(f"attention: expected one of {ATTENTION}, got {attention!r}.")
+    x, y, a, b = _prepare(x, y, a, b)
+    n, m = x.shape[0], y.shape[0]
+    a = jnp.full((n,), 1.0 / n, x.dtype) if a is None else a
+    b = jnp.full((m,), 1.0 / m, x.dtype) if b is None else b
+    z = jnp.concatenate([x, y], axis=0)
+    out = z + _attention(params, z, attention)
+    return _safe_normalize(0.5 * (jnp.concatenate([a, b]) @ out))
