@@ -87,7 +87,7 @@ def render_sns(data: dict[str, Any]) -> str:
         for i, r in enumerate(case["results"]):
             first = i == 0
             it = r["iterations"]
-            if r["solver"] == "ott_fast sns":
+            if r["solver"].startswith("ott_fast sns"):
                 it = f"{it} ({it - r['newton_steps']} Sinkhorn + {r['newton_steps']} Newton)"
             conv = "" if r["converged"] else " (cap)"
             lines.append(

@@ -73,7 +73,7 @@ class NewtonDiagnostics(NamedTuple):
     Example:
         >>> import jax, ott_fast as otf
         >>> c = jax.random.uniform(jax.random.PRNGKey(0), (50, 50))
-        >>> d = otf.sns(otf.Geometry(c, epsilon=0.02), tol=1e-5, max_newton_iters=10).newton
+        >>> d = otf.sns(otf.Geometry(c, epsilon=0.005), tol=1e-5, max_newton_iters=10).newton
         >>> d.cg_iters.shape, bool(d.step_sizes[0] > 0), int(d.n_fallback)
         ((10,), True, 0)
     """
@@ -300,9 +300,7 @@ def _newton_direction(
 # ------------------------------------------------------------------------------------------ the phases
 
 
-def _sinkhorn_steps(
-    cost: Array, la: Array, lb: Array, inv: Array, eps: Array, s: _Newton, count: Array
-) -> _Newton:
+def _sinkhorn_steps(cost: Array, la: Array, lb: Array, inv: Array, eps: Array, s: _Newton, count: Array) -> _Newton:
     """``count`` plain log-domain Sinkhorn iterations from ``s`` (two exact passes each)."""
 
     def it(_: Any, fg: tuple[Array, Array, Array, Array]) -> tuple[Array, Array, Array, Array]:
@@ -317,9 +315,7 @@ def _sinkhorn_steps(
     return s._replace(f=f, g=g, log_r=log_r, log_c=log_c)
 
 
-def _outer_step(
-    cost: Array, a: Array, b: Array, eps: Array, num: _Numerics, static: _Static, s: _Newton
-) -> _Newton:
+def _outer_step(cost: Array, a: Array, b: Array, eps: Array, num: _Numerics, static: _Static, s: _Newton) -> _Newton:
     """One Newton step with line search; a Sinkhorn block after it if it stalled."""
     la, lb = jnp.log(a), jnp.log(b)
     inv = 1.0 / eps
@@ -367,9 +363,7 @@ def _outer_step(
     slow = new.err > s.err * s.rate**num.newton_cost
     stalled = (~ok | (slow & s.slow)) & (new.err > num.tol)
     count = jnp.where(stalled, static.fallback_iters * 2 ** jnp.minimum(s.stalls, 6), 0)
-    new = jax.lax.cond(
-        stalled, lambda t: _sinkhorn_steps(cost, la, lb, inv, eps, t, count), lambda t: t, new
-    )
+    new = jax.lax.cond(stalled, lambda t: _sinkhorn_steps(cost, la, lb, inv, eps, t, count), lambda t: t, new)
     new_err = jnp.where(stalled, _error(new.log_r, new.log_c, a, b), new.err)
     measured = jnp.clip(new_err / new.err, 0.0, 1.0) ** (1.0 / jnp.maximum(count, 1))
     rate = jnp.where(stalled & (new.err > 0), measured, s.rate)
@@ -494,7 +488,7 @@ def sns(
     drop: Any = 1e-3,
     tol: Any = 1e-6,
     check_every: int = 5,
-    acceleration: Literal["adaptive", "none"] = "none",
+    acceleration: Literal["adaptive", "none"] = "adaptive",
     init: tuple[Any, Any] | None = None,
     shift: Any = 1e-2,
     newton_cost: Any = 4.0,
@@ -528,7 +522,11 @@ def sns(
             row it takes 67 steps plus fallbacks).
         tol: stop when the L1 marginal error ``|P 1 - a|_1 + |P^T 1 - b|_1 <= tol``.
         check_every: warm-up iterations between checks (static).
-        acceleration: the warm-up's over-relaxation (``"none"``: the paper's plain Sinkhorn).
+        acceleration: the warm-up's over-relaxation, as in :func:`~ott_fast.sinkhorn` (``"none"``: the paper's
+            plain Sinkhorn). The safe adaptive factor is never slower per iteration and gets Newton's region
+            sooner: on W2 between 28 x 28 images, 27 iterations and 0.17 s against 29 and 0.37 s plain; on the
+            degenerate W1 images, 400 over-relaxed warm-up iterations (0.33 s) replace the paper's 700 plain
+            ones (0.97 s).
         init: warm start ``(f, g)`` for the warm-up.
         shift: Levenberg-Marquardt shift: the Hessian's diagonal is scaled by ``1 + shift * error / mass``.
         newton_cost: the cost of a Newton step in Sinkhorn iterations (about 4 at n = 500 on CPU). A
