@@ -12,7 +12,7 @@ and symmetric in the two clouds (swapping them permutes ``Z``). ``attention="ful
 used in the paper, ``softmax_features(Q) (softmax_points(K)^T V)``, ``O(N h d)``.
 
 The model is trained by ascent on :func:`~ott_fast.vmf_sliced_wasserstein` at its output location, in turn
-with the descent step of the model being fitted (a min-max game); see ``examples/sliced_autoencoder.py``.
+with the descent step of the model being fitted (a min-max game); see ``examples/sliced_autoencoder.ipynb``.
 """
 
 from __future__ import annotations
