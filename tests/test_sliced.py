@@ -1,5 +1,9 @@
 """Sliced Wasserstein family against POT, closed forms, Monte Carlo and finite differences."""
 
+import json
+import os
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -240,7 +244,8 @@ def test_cv_gradient_with_frozen_gamma_matches_finite_differences(x64):
         return w.mean() - gamma * (c.mean() - ec)
 
     assert float(sw(x)) == pytest.approx(float(frozen(x)), rel=1e-10)
-    np.testing.assert_allclose(np.asarray(jax.grad(sw)(jnp.asarray(x))), np.asarray(jax.grad(frozen)(x)), atol=1e-10)
+    gs, gf = jax.jit(jax.grad(sw))(jnp.asarray(x)), jax.jit(jax.grad(frozen))(jnp.asarray(x))
+    np.testing.assert_allclose(np.asarray(gs), np.asarray(gf), atol=1e-10)
 
 
 def test_safe_root_gradient_is_finite_at_equal_clouds():
@@ -431,3 +436,18 @@ def test_amortized_vdsw_trains_by_ascent_and_vmaps():
     assert np.mean(vals[-20:]) > 2.0 * vals[0]
     batched = jax.vmap(lambda x, y: otf.apply_amortized(params, x, y))(jnp.stack([x, y]), jnp.stack([y, x]))
     np.testing.assert_allclose(np.asarray(batched[0]), np.asarray(batched[1]), atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore")
+def test_quick_sliced_benchmark(tmp_path, capsys):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from benchmarks.sliced import main
+
+    assert main(["--quick", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "sliced.json").read_text())
+    assert {c["d"] for c in report["accuracy"]} == {3, 64}
+    for case in report["throughput"]:
+        assert [r["solver"].split()[0] for r in case["results"]][:3] == ["ott_fast", "ott-jax", "pot"]
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["sliced_estimators.png", "sliced_flow.png"]
+    assert "speed-up of ott_fast" in capsys.readouterr().out
