@@ -17,7 +17,7 @@ Relation to the KL form that :func:`~ott_fast.sinkhorn` solves: at exact margina
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +26,7 @@ from ott_fast import _dual
 from ott_fast import _validation as val
 from ott_fast.costs import Cost
 from ott_fast.geometry import PointCloud, RelativeEpsilon
-from ott_fast.sinkhorn import SinkhornOutput, sinkhorn
+from ott_fast.sinkhorn import EpsilonSchedule, SinkhornOutput, sinkhorn
 
 Array = jax.Array
 
@@ -100,6 +100,7 @@ def monge_gap(
     epsilon: Any = None,
     relative_epsilon: RelativeEpsilon = None,
     a: Any = None,
+    schedule: EpsilonSchedule | Literal["auto"] | None = "auto",
     return_output: bool = False,
     **solver_kwargs: Any,
 ) -> Array | MongeGapOutput:
@@ -129,6 +130,12 @@ def monge_gap(
         relative_epsilon: ``None``, ``"mean"`` or ``"std"``: the unit of ``epsilon``, on the ``x``-``Tx``
             cost matrix.
         a: ``[n]`` weights of the samples (shared by the images), normalised to sum 1; uniform if ``None``.
+        schedule: epsilon scaling of the inner solve. ``"auto"`` (default) decays epsilon from ``20 eps`` by
+            ``0.7`` per iteration: the coupling between samples and the images of a near-optimal map is
+            nearly deterministic, where Sinkhorn at the target epsilon alone is slow (on batches of 256
+            near-optimal pairs in d = 8: 30-150 iterations instead of 700-800; in d = 2 it can cost a few
+            more). ``None`` solves at the target epsilon directly; an :class:`~ott_fast.EpsilonSchedule`
+            is used as given. The gap's value does not depend on it (up to the tolerance).
         return_output: return a :class:`MongeGapOutput` instead of the scalar gap.
         **solver_kwargs: passed to :func:`~ott_fast.sinkhorn` (``tol``, ``max_iters``, ...).
 
@@ -160,7 +167,11 @@ def monge_gap(
         geom = PointCloud(geom.x, geom.y, cost=geom.cost, epsilon=jax.lax.stop_gradient(geom.epsilon))
     w = val.check_weights("a", a, x.shape[0], geom.dtype)
     w = w / jnp.sum(w)
-    out = sinkhorn(geom, w, w, **solver_kwargs)
+    if isinstance(schedule, str):
+        if schedule != "auto":
+            raise ValueError(f"schedule: expected 'auto', None or an EpsilonSchedule, got {schedule!r}.")
+        schedule = EpsilonSchedule(init=20.0 * geom.epsilon, decay=0.7)
+    out = sinkhorn(geom, w, w, schedule=schedule, **solver_kwargs)
     displacement = jnp.sum(out.a * jax.vmap(geom.cost.cost)(geom.x, geom.y))
     ent = entropic_transport_cost(out)
     floor = geom.epsilon * _entropy(out.a)
