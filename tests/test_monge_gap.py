@@ -282,3 +282,23 @@ def test_fit_is_independent_of_chunking():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="n_steps"):
         otf.fit(jax.random.PRNGKey(0), net.apply, p0, optax.adam(1e-2), src, tgt, n_steps=0)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore")
+def test_quick_monge_gap_benchmark(tmp_path):
+    import json
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from benchmarks.monge_gap import main
+
+    assert main(["--quick", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "monge_gap.json").read_text())
+    for case in report["cases"]:
+        names = [r["method"] for r in case["rows"]]
+        assert names[:3] == ["identity", "best linear map (oracle)", "entropic map"]
+        assert names[-2:] == ["ott_fast fit, no gap", "ott_fast fit, with gap"]
+        assert all(np.isfinite(r["l2_uvp"]) for r in case["rows"] if "error" not in r)
+    assert (tmp_path / "monge_gap_l2uvp.png").exists()
