@@ -298,7 +298,8 @@ def plot(acc: list[dict[str, Any]], flow: dict[str, Any], out: str) -> list[str]
     fig, axes = plt.subplots(1, len(acc), figsize=(5.5 * len(acc), 4.2))
     for ax, case in zip(np.atleast_1d(axes), acc):
         for est, r in case["results"].items():
-            ax.loglog(case["n_projections"], np.array(r["rmse"]) / case["true_sw2"], "o-", ms=4, label=est)
+            style = "s--" if "+" in est else "o-"  # QMC + CV overlaps QMC
+            ax.loglog(case["n_projections"], np.array(r["rmse"]) / case["true_sw2"], style, ms=4, mfc="none", label=est)
         ax.set_xlabel("number of projections L")
         ax.set_ylabel("relative RMSE of SW_2^2")
         ax.set_title(f"{case['case']} (d={case['d']})")
