@@ -1,18 +1,20 @@
 """Self-attention amortized v-DSW (Nguyen, Nguyen & Ho, ICML 2023): a model maps two clouds to a vMF location.
 
-The model (functional: ``params`` is a dict of arrays, no NN framework) attends over the concatenation
-``Z = X ⊕ Y`` of the two clouds, as in the paper (``a_psi(X, Y) = A_psi(X ⊕ Y)^T 1 / |.|``):
+The model (functional: ``params`` is a dict of arrays, no NN framework) applies one shared attention block
+to each cloud, pools each over its points and averages the two:
 
-``A(Z) = Z + Attn(Z W_q, Z W_k, Z W_v)``,  ``epsilon = normalise(sum_i w_i A(Z)_i)``,
+``A(Z) = Attn(Z W_q + b_q, Z W_k + b_k, Z W_v + b_v)``,  ``epsilon = normalise((a^T A(X) + b^T A(Y)) / 2)``
 
-with pooling weights ``w = (a, b) / 2`` (each cloud counts equally whatever its size). Attention is
-permutation-equivariant and the pooling invariant, so ``epsilon`` is invariant to permutations of each cloud
-and symmetric in the two clouds (swapping them permutes ``Z``). ``attention="full"`` is softmax attention
-(``O(N^2)``); ``attention="efficient"`` (default) is the linear-complexity variant of Shen et al. (2021)
-used in the paper, ``softmax_features(Q) (softmax_points(K)^T V)``, ``O(N h d)``.
+(as in the authors' code: no residual, values in ``R^d``; the pooling is weighted by ``a``, ``b``, the plain
+mean for uniform weights). Attention is permutation-equivariant and the pooling invariant, so ``epsilon`` is
+invariant to permutations of each cloud, and the average makes it symmetric in the two clouds.
+``attention="full"`` is softmax attention (``O(n^2)``); ``attention="efficient"`` (default) is the
+linear-complexity variant of Shen et al. (2021) used in the paper,
+``softmax_features(Q) (softmax_points(K)^T V)``, ``O(n h d)``.
 
-The model is trained by ascent on :func:`~ott_fast.vmf_sliced_wasserstein` at its output location, in turn
-with the descent step of the model being fitted (a min-max game); see ``examples/sliced_autoencoder.ipynb``.
+The model is trained by ascent on :func:`~ott_fast.vmf_sliced_wasserstein` at its output location (with the
+clouds frozen, as the authors detach them), in turn with the descent step of the model being fitted (a
+min-max game); see ``examples/sliced_autoencoder.ipynb``.
 """
 
 from __future__ import annotations
@@ -33,12 +35,13 @@ ATTENTION = ("efficient", "full")
 
 
 def init_amortized(key: Array, d: int, hidden: int = 16, dtype: Any = jnp.float32) -> dict[str, Array]:
-    """Parameters ``{"wq": [d, h], "wk": [d, h], "wv": [d, d]}`` of the attention block (scaled Gaussians).
+    """Parameters of the attention block: ``wq``, ``wk`` ``[d, h]``, ``wv`` ``[d, d]`` (scaled Gaussians) and
+    biases ``bq``, ``bk`` ``[h]``, ``bv`` ``[d]`` (zeros).
 
     Example:
         >>> import jax, ott_fast as otf
         >>> sorted(otf.init_amortized(jax.random.PRNGKey(0), 3))
-        ['wk', 'wq', 'wv']
+        ['bk', 'bq', 'bv', 'wk', 'wq', 'wv']
     """
     kq, kk, kv = jax.random.split(key, 3)
     s = 1.0 / jnp.sqrt(jnp.asarray(d, dtype))
@@ -46,11 +49,14 @@ def init_amortized(key: Array, d: int, hidden: int = 16, dtype: Any = jnp.float3
         "wq": s * jax.random.normal(kq, (d, hidden), dtype),
         "wk": s * jax.random.normal(kk, (d, hidden), dtype),
         "wv": s * jax.random.normal(kv, (d, d), dtype),
+        "bq": jnp.zeros((hidden,), dtype),
+        "bk": jnp.zeros((hidden,), dtype),
+        "bv": jnp.zeros((d,), dtype),
     }
 
 
 def _attention(params: dict[str, Array], z: Array, kind: str) -> Array:
-    q, k, v = z @ params["wq"], z @ params["wk"], z @ params["wv"]
+    q, k, v = (z @ params["w" + c] + params["b" + c] for c in "qkv")
     if kind == "full":
         return jax.nn.softmax(q @ k.T / jnp.sqrt(jnp.asarray(q.shape[1], z.dtype)), axis=1) @ v
     # Efficient attention: features of each query normalised over the hidden axis, keys over the points.
@@ -75,6 +81,5 @@ def apply_amortized(
     n, m = x.shape[0], y.shape[0]
     a = jnp.full((n,), 1.0 / n, x.dtype) if a is None else a
     b = jnp.full((m,), 1.0 / m, x.dtype) if b is None else b
-    z = jnp.concatenate([x, y], axis=0)
-    out = z + _attention(params, z, attention)
-    return _safe_normalize(0.5 * (jnp.concatenate([a, b]) @ out))
+    pooled = a @ _attention(params, x, attention) + b @ _attention(params, y, attention)
+    return _safe_normalize(0.5 * pooled)
