@@ -286,7 +286,9 @@ def test_fit_is_independent_of_chunking():
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore")
-def test_quick_monge_gap_benchmark(tmp_path):
+def test_quick_monge_gap_benchmark(tmp_path, request):
+    if "slow" not in (request.config.getoption("markexpr") or ""):
+        pytest.skip("slow (25 s): excluded by default, run with -m slow")
     import json
     import os
     import sys
