@@ -85,7 +85,14 @@ def sinkhorn_loss(
 
 
 class FitState(NamedTuple):
-    """Training state: ``params``, the optax ``opt_state`` and the ``step`` counter (``[]`` int32)."""
+    """Training state: ``params``, the optax ``opt_state`` and the ``step`` counter (``[]`` int32).
+
+    Example:
+        >>> import jax.numpy as jnp, optax
+        >>> state = FitState.create({"w": jnp.zeros(3)}, optax.adam(1e-3))
+        >>> int(state.step), state.params["w"].shape
+        (0, (3,))
+    """
 
     params: Any
     opt_state: Any

@@ -35,6 +35,14 @@ class EntropicMap(NamedTuple):
         y: ``[m, d]`` target points.  g: ``[m]`` their potential.  log_b: ``[m]`` log target weights.
         epsilon: ``[]`` absolute epsilon.  cost: the ground cost.
         converged: ``[]`` bool, whether the Sinkhorn solve that gave ``g`` converged.
+
+    Example:
+        >>> import jax, ott_fast as otf
+        >>> x = jax.random.normal(jax.random.PRNGKey(0), (128, 2))
+        >>> T = otf.entropic_map(x, x + 2.0, epsilon=0.05)  # the optimal map is the translation by 2
+        >>> Tx = T(x[:4])
+        >>> Tx.shape, bool(jax.numpy.abs(Tx - x[:4] - 2.0).max() < 0.3)
+        ((4, 2), True)
     """
 
     y: Array

@@ -45,6 +45,13 @@ class MongeGapOutput(NamedTuple):
         epsilon: ``[]`` the absolute epsilon used.
         converged: ``[]`` bool, whether the inner Sinkhorn solve reached its tolerance.
         sinkhorn: the inner :class:`~ott_fast.SinkhornOutput` (its plan, potentials and trace).
+
+    Example:
+        >>> import jax, ott_fast as otf
+        >>> x = jax.random.normal(jax.random.PRNGKey(0), (64, 2))
+        >>> out = otf.monge_gap(x, x + 1.0, epsilon=0.1, return_output=True)  # a translation is optimal
+        >>> bool(out.converged), bool(out.gap >= out.floor - 1e-4), bool(out.excess < out.floor)
+        (True, True, True)
     """
 
     gap: Array
