@@ -98,11 +98,100 @@ def render_sns(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _machine(meta: dict[str, Any]) -> str:
+    v = meta.get("versions", {})
+    libs = ", ".join(f"{k} {val}" for k, val in v.items() if k != "python")
+    return (
+        f"{meta.get('mode', '?')} mode, {meta.get('cpu_count', '?')} CPU cores, {meta.get('jax_backend', '?')}; {libs}"
+    )
+
+
+def render_sliced(data: dict[str, Any]) -> str:
+    lines = [f"Measured by `python -m benchmarks --suites sliced` ({_machine(data.get('meta', {}))}).", ""]
+    lines += [
+        "| throughput case | ott_fast [s] | OTT-JAX [s] | POT [s] | speed-up vs the faster |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for case in data["throughput"]:
+        r = {row["solver"].split()[0]: row["seconds"] for row in case["results"][:3]}
+        up = case.get("speedup_vs_fastest_other")
+        lines.append(
+            f"| {case['case']} | {r.get('ott_fast', float('nan')):.3g} | {r.get('ott-jax', float('nan')):.3g} "
+            f"| {r.get('pot', float('nan')):.3g} | {'' if up is None else f'**{up:.1f}x**'} |"
+        )
+    for case in data["accuracy"]:
+        ls = case["n_projections"]
+        lines += [
+            "",
+            f"{case['case']} (n = {case['n']}, m = {case['m']}, d = {case['d']}): relative RMSE of `SW_2^2` over "
+            f"{case['keys']} keys, and variance reduction against Monte Carlo, at L projections",
+            "",
+            "| estimator | "
+            + " | ".join(f"RMSE L={L}" for L in ls)
+            + " | "
+            + " | ".join(f"VR L={L}" for L in ls)
+            + " |",
+            "| --- |" + " ---: |" * (2 * len(ls)),
+        ]
+        for est, r in case["results"].items():
+            errs = " | ".join(f"{e / case['true_sw2']:.2e}" for e in r["rmse"])
+            reds = " | ".join(f"{v:.3g}" for v in r["variance_reduction_vs_mc"])
+            lines.append(f"| {est} | {errs} | {reds} |")
+    flow = data.get("flow")
+    if flow:
+        steps = flow["results"]["mc"]["steps"]
+        show = sorted({len(steps) // 4, len(steps) // 2, len(steps) - 1})
+        lines += [
+            "",
+            f"{flow['case']}: exact `W_2^2` to the target (`ot.emd2`)",
+            "",
+            "| estimator | " + " | ".join(f"step {steps[i]}" for i in show) + " |",
+            "| --- |" + " ---: |" * len(show),
+        ]
+        for est, r in flow["results"].items():
+            lines.append(f"| {est} | " + " | ".join(f"{r['w2_squared'][i]:.3e}" for i in show) + " |")
+    return "\n".join(lines)
+
+
+def render_monge_gap(data: dict[str, Any]) -> str:
+    meta = data.get("meta", {})
+    cases = data["cases"]
+    methods: list[str] = []
+    for case in cases:
+        for r in case["rows"]:
+            if r["method"] not in methods and "wrong" not in r["method"]:
+                methods.append(r["method"])
+    lines = [
+        f"Measured by `python -m benchmarks --suites monge_gap` ({_machine(meta)}); epsilon "
+        f"{meta.get('epsilon', '?')}. L2-UVP in % on held-out samples (lower is better); steps/s exclude "
+        "compilation.",
+        "",
+        "| case | " + " | ".join(methods) + " | OTT-JAX steps/s | ott_fast steps/s | speed-up |",
+        "| --- |" + " ---: |" * (len(methods) + 3),
+    ]
+    for case in cases:
+        by = {r["method"]: r for r in case["rows"]}
+        cells = []
+        for m in methods:
+            r = by.get(m)
+            cells.append("-" if r is None or "l2_uvp" not in r else f"{r['l2_uvp']:.2f}")
+        ott, ours = by.get("OTT-JAX MongeGapEstimator", {}), by.get("ott_fast fit, with gap", {})
+        so, sf = ott.get("steps_per_s"), ours.get("steps_per_s")
+        up = f"{sf / so:.2f}x" if so and sf else "-"
+        lines.append(
+            f"| {case['case']} | " + " | ".join(cells) + f" | {'-' if not so else f'{so:.1f}'} "
+            f"| {'-' if not sf else f'{sf:.1f}'} | {up} |"
+        )
+    return "\n".join(lines)
+
+
 # README section -> (suite, its JSON file, renderer). A renderer returning "" leaves its section as it was.
 SECTIONS: dict[str, tuple[str, str, Callable[[dict[str, Any]], str]]] = {
     "sinkhorn": ("sinkhorn", "benchmarks.json", render_sinkhorn),
     "sinkhorn-online": ("sinkhorn", "benchmarks.json", render_online),
     "sns": ("sns", "sns.json", render_sns),
+    "sliced": ("sliced", "sliced.json", render_sliced),
+    "monge_gap": ("monge_gap", "monge_gap.json", render_monge_gap),
 }
 
 
@@ -113,7 +202,12 @@ def render(out: str, suites: list[str]) -> dict[str, str]:
         path = os.path.join(out, filename)
         if suite in suites and os.path.exists(path):
             with open(path) as fh:
-                table = fn(json.load(fh))
+                data = json.load(fh)
+            try:
+                table = fn(data)
+            except (KeyError, TypeError, ValueError, IndexError) as exc:  # the JSON stays; only the table is lost
+                print(f"report: could not render the {section!r} table from {path}: {exc!r}")
+                continue
             if table:
                 tables[section] = table
     return tables
