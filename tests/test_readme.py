@@ -21,6 +21,9 @@ def test_readme_python_blocks_run():
     assert bool(scope["sns_out"].converged) and int(scope["sns_out"].n_iters) < 100
     assert [c.label for c in scope["curves"]][:3] == ["sinkhorn", "sinkhorn, over-relaxed", "sns"]
     assert all(c.errors[-1] <= 1e-5 for c in scope["curves"])
+    assert float(scope["sw"]) > 0 and bool(jnp.all(jnp.isfinite(scope["grad"]))) and scope["batch"].shape == (8,)
+    assert float(scope["sw"]) <= 1.01 * float(scope["msw"])  # SW_2^2 <= Max-SW_2^2 (both p-th powers)
+    assert bool(scope["gap"].converged) and float(scope["gap"].gap) >= float(scope["gap"].floor) - 1e-4
 
 
 def test_readme_starts_with_the_two_commands_ci_runs():
