@@ -41,6 +41,13 @@ class ProjectionSearchOutput(NamedTuple):
         params: the found projection: the direction ``[d]`` (Max-SW), the vMF location ``[d]`` (v-DSW) or the
             linear map ``[d, d]`` of the pushforward ``theta -> W theta / |W theta|`` (DSW).
         history: ``[n_steps]`` the objective at each ascent step (the best restart for Max-SW).
+
+    Example:
+        >>> import jax, ott_fast as otf
+        >>> x = jax.random.normal(jax.random.PRNGKey(0), (50, 3))
+        >>> out = otf.max_sliced_wasserstein(jax.random.PRNGKey(1), x, x + 1.0, n_steps=20)
+        >>> out.params.shape, out.history.shape, bool(out.value >= out.history[0] - 1e-5)
+        ((3,), (20,), True)
     """
 
     value: Array
@@ -151,6 +158,14 @@ def distributional_sliced_wasserstein(
 
     ``W`` starts at the identity (the uniform measure, i.e. SW) and takes ``n_steps`` ascent steps, each on
     ``n_projections`` fresh directions. ``value`` is ``E W_p^p`` (no penalty) on fresh directions.
+
+    Args:
+        key: a PRNG key (the search's and the evaluation's directions).
+        x, y: ``[n, d]``, ``[m, d]`` points.  a, b: ``[n]``, ``[m]`` weights, uniform if ``None``.
+        n_projections: directions per step and for the value (static).  p: the ground cost's power.
+        regularization: weight of the spread penalty.  n_steps: ascent steps (static).
+        learning_rate, optimizer: Adam at ``learning_rate`` unless an optax ``optimizer`` is given.
+        root: return ``value ** (1 / p)`` (finite gradient at ``x == y``).
 
     Example:
         >>> import jax, ott_fast as otf
