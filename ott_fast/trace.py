@@ -244,7 +244,15 @@ def pot_curve(
     while it < max_iters:
         t0 = time.perf_counter()
         plan, log = ot.sinkhorn(
-            an, bn, cost, eps, method="sinkhorn_log", numItermax=chunk, stopThr=0.0, log=True, warn=False,
+            an,
+            bn,
+            cost,
+            eps,
+            method="sinkhorn_log",
+            numItermax=chunk,
+            stopThr=0.0,
+            log=True,
+            warn=False,
             warmstart=(u, v),
         )
         total += time.perf_counter() - t0
