@@ -74,7 +74,7 @@ def render_sns(data: dict[str, Any]) -> str:
         f"eta = 1 / epsilon = {data['eta']:g}, float64, every solver to an L1 marginal error of {data['tol']:g} "
         "(rescored from its final plan); seconds are best of 3, compilation excluded.",
         "",
-        "| problem | solver | iterations | seconds | final L1 error | Sinkhorn / SNS (iterations, seconds) "
+        "| problem | solver | iterations | seconds | final L1 error | our Sinkhorn / SNS (iterations, seconds) "
         "| SNS / regot seconds | paper (CPU): SNS, Sinkhorn |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
@@ -83,6 +83,10 @@ def render_sns(data: dict[str, Any]) -> str:
         paper = f"{p['sns_iters']} it, {p['sns_s']} s; {p['sinkhorn_iters']} it, {p['sinkhorn_s']} s" if p else ""
         more = "" if case["sinkhorn_converged"] else ">"
         ratio = f"{more}{case['sinkhorn_over_sns_iters']:.0f}x, {more}{case['sinkhorn_over_sns_seconds']:.1f}x"
+        if "plain_sinkhorn_over_sns_seconds" in case:
+            pm = "" if case["plain_sinkhorn_converged"] else ">"
+            ps, pi = case["plain_sinkhorn_over_sns_seconds"], case["plain_sinkhorn_over_sns_iters"]
+            ratio += f" (plain Sinkhorn: {pm}{pi:.0f}x, {pm}{ps:.1f}x)"
         reg = f"{case['sns_over_regot_seconds']:.2f}" if "sns_over_regot_seconds" in case else "-"
         for i, r in enumerate(case["results"]):
             first = i == 0

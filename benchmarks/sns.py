@@ -12,8 +12,9 @@ Problems (float64, eta = 1 / epsilon = 1200, costs scaled to [0, 1] as in the ra
   over-relaxed ones (SNS's default warm-up is over-relaxed); a second SNS row runs the paper's setting.
 
 Solvers, each run to an L1 marginal error of 1e-10 (our definition, rescored from each final plan):
-ott_fast's ``sns`` and ``sinkhorn`` (adaptive over-relaxation), OTT-JAX's ``Sinkhorn`` and regot's
-``sinkhorn_ssns`` (C++, safe and sparse Newton). Times are best of ``repeats``, compilation excluded.
+ott_fast's ``sns`` and ``sinkhorn`` (adaptive over-relaxation, and plain: the paper's baseline), OTT-JAX's
+``Sinkhorn`` and regot's ``sinkhorn_ssns`` (C++, safe and sparse Newton). Times are best of ``repeats``
+(Sinkhorns: one run), compilation excluded.
 
 Curves: error and optimality gap ``D* - D`` against iterations and seconds. Our solvers record the error and
 the dual at every check; SNS's seconds come from timing the compiled solve at every Newton budget
@@ -160,13 +161,22 @@ def run_sns(
     }
 
 
-def run_sinkhorn(cost: np.ndarray, a: np.ndarray, b: np.ndarray, max_iters: int, repeats: int) -> dict[str, Any]:
+def run_sinkhorn(
+    cost: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    max_iters: int,
+    repeats: int,
+    acceleration: str = "adaptive",
+    label: str = "ott_fast sinkhorn",
+) -> dict[str, Any]:
     args = (jnp.asarray(cost), jnp.asarray(a), jnp.asarray(b))
     check = 50
 
     @jax.jit
     def solve(c: jax.Array, a: jax.Array, b: jax.Array) -> otf.SinkhornOutput:
-        return otf.sinkhorn(otf.Geometry(c, epsilon=1.0 / ETA), a, b, tol=TOL, max_iters=max_iters, check_every=check)
+        geom = otf.Geometry(c, epsilon=1.0 / ETA)
+        return otf.sinkhorn(geom, a, b, tol=TOL, max_iters=max_iters, check_every=check, acceleration=acceleration)
 
     secs, out = _time(lambda: solve(*args), repeats)
     errs, duals = np.asarray(out.errors), np.asarray(out.duals)
@@ -176,7 +186,7 @@ def run_sinkhorn(cost: np.ndarray, a: np.ndarray, b: np.ndarray, max_iters: int,
     plan = _plan(cost, f, g, a, b, 1.0 / ETA)
     per_iter = secs / int(out.n_iters)
     return {
-        "solver": "ott_fast sinkhorn",
+        "solver": label,
         "iterations": int(out.n_iters),
         "seconds": secs,
         "converged": bool(out.converged),
@@ -277,6 +287,9 @@ def run_case(
     if paper_warmup:
         label = f"ott_fast sns, paper's N1 = {paper_warmup} plain"
         res.append(run_sns(cost, a, b, paper_warmup, cfg["repeats"], acceleration="none", label=label))
+    if cfg.get("plain_sinkhorn"):  # the paper's baseline: Sinkhorn without over-relaxation
+        label = "ott_fast sinkhorn, plain"
+        res.append(run_sinkhorn(cost, a, b, cap, cfg["repeats_slow"], acceleration="none", label=label))
     best = max(r["dual"] for r in res if "dual" in r)
     for r in res:
         if "curve_duals" in r:
@@ -288,6 +301,11 @@ def run_case(
     case["sinkhorn_converged"] = sk["converged"]  # if not, the ratios below are lower bounds
     case["sinkhorn_over_sns_iters"] = sk["iterations"] / sns["iterations"]
     case["sinkhorn_over_sns_seconds"] = sk["seconds"] / sns["seconds"]
+    plain = next((r for r in res if r["solver"] == "ott_fast sinkhorn, plain"), None)
+    if plain is not None:
+        case["plain_sinkhorn_converged"] = plain["converged"]
+        case["plain_sinkhorn_over_sns_iters"] = plain["iterations"] / sns["iterations"]
+        case["plain_sinkhorn_over_sns_seconds"] = plain["seconds"] / sns["seconds"]
     reg = next((r for r in res if r["solver"] == "regot ssns"), None)
     if reg is not None:
         case["sns_over_regot_seconds"] = sns["seconds"] / reg["seconds"]
@@ -312,6 +330,12 @@ def print_case(case: dict[str, Any]) -> None:
     )
     if "sns_over_regot_seconds" in case:
         line += f"; SNS / regot ssns seconds: {case['sns_over_regot_seconds']:.2f}"
+    if "plain_sinkhorn_over_sns_seconds" in case:
+        more = "" if case["plain_sinkhorn_converged"] else ">"
+        line += (
+            f"; plain Sinkhorn / SNS: {more}{case['plain_sinkhorn_over_sns_iters']:.0f}x iterations, "
+            f"{more}{case['plain_sinkhorn_over_sns_seconds']:.1f}x seconds"
+        )
     print(line)
     if case.get("paper"):
         p = case["paper"]
@@ -370,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeats_slow": 1,
         "repeats_regot": 3,
         "sinkhorn_max": 60_000,
+        "plain_sinkhorn": True,
         "ott_jax": not args.no_ott_jax,
         "regot": not args.no_regot,
     }
@@ -385,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run_all(args: argparse.Namespace, cfg: dict) -> list[dict[str, Any]]:
     cases = []
     if args.quick:
-        cfg.update(repeats=1, repeats_regot=1, sinkhorn_max=5_000, ott_jax=False)
+        cfg.update(repeats=1, repeats_regot=1, sinkhorn_max=5_000, ott_jax=False, plain_sinkhorn=False)
         try:
             import regot  # noqa: F401
         except ImportError:
