@@ -354,14 +354,14 @@ def plot(cases: list[dict[str, Any]], out: str) -> list[str]:
     paths = []
     for case in cases:
         fig, axes = plt.subplots(2, 2, figsize=(11, 8))
-        for r in case["results"]:
+        for i, r in enumerate(case["results"]):  # one colour per solver on all four panels
             for row, key in enumerate(("curve_errors", "curve_gaps")):
                 if key not in r:
                     continue
                 ys = np.maximum(np.asarray(r[key], float), 1e-17)
                 for col, xkey in enumerate(("curve_iters", "curve_seconds")):
                     xs = np.asarray(r[xkey], float)[: len(ys)]
-                    axes[row, col].plot(xs, ys[: len(xs)], marker=".", label=r["solver"])
+                    axes[row, col].plot(xs, ys[: len(xs)], marker=".", color=f"C{i}", label=r["solver"])
         for ax in axes.ravel():
             ax.set_yscale("log")
             ax.grid(alpha=0.3)
