@@ -72,7 +72,8 @@ def render_online(data: dict[str, Any]) -> str:
 def render_sns(data: dict[str, Any]) -> str:
     lines = [
         f"eta = 1 / epsilon = {data['eta']:g}, float64, every solver to an L1 marginal error of {data['tol']:g} "
-        "(rescored from its final plan); seconds are best of 3, compilation excluded.",
+        "(rescored from its final plan); seconds exclude compilation (SNS and regot: best of 3, the Sinkhorns: one "
+        "timed run).",
         "",
         "| problem | solver | iterations | seconds | final L1 error | our Sinkhorn / SNS (iterations, seconds) "
         "| SNS / regot seconds | paper (CPU): SNS, Sinkhorn |",
