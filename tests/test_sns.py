@@ -81,8 +81,13 @@ def test_vmap_equals_loop(x64):
     for batching in ("parallel", "sequential"):
         out = jax.vmap(lambda c, batching=batching: solve(c, batching))(jnp.asarray(cs))
         for i, ref in enumerate(loop):
-            np.testing.assert_allclose(out.f[i], ref.f, atol=1e-10)
-            np.testing.assert_allclose(out.g[i], ref.g, atol=1e-10)
+            # potentials are defined up to (f + t, g - t): batched reductions round differently, and Newton
+            # steps with the Levenberg-Marquardt shift move along that direction by ~1e-8
+            t = jnp.mean(out.f[i] - ref.f)
+            np.testing.assert_allclose(out.f[i] - t, ref.f, atol=1e-10)
+            np.testing.assert_allclose(out.g[i] + t, ref.g, atol=1e-10)
+            member = jax.tree_util.tree_map(lambda z, i=i: z[i], out)
+            np.testing.assert_allclose(member.matrix, ref.matrix, atol=1e-10)
             assert int(out.n_iters[i]) == int(ref.n_iters)
             assert bool(out.converged[i])
 
