@@ -8,29 +8,37 @@ Example:
     True
 """
 
-from ott_fast import costs, fitting, maps, trace
-from ott_fast.amortized import apply_amortized, init_amortized
-from ott_fast.distributional import (
+from ott_fast import costs, entropic, maps, sliced, trace
+from ott_fast.entropic import (
+    EpsilonSchedule,
+    NewtonDiagnostics,
+    SinkhornOutput,
+    SNSOutput,
+    sinkhorn,
+    sinkhorn_divergence,
+    sns,
+)
+from ott_fast.geometry import Geometry, PointCloud
+from ott_fast.maps import MLP, EntropicMap, MongeGapOutput, entropic_map, fit, fitting, monge_gap
+from ott_fast.sliced import (
     ProjectionSearchOutput,
+    apply_amortized,
     distributional_sliced_wasserstein,
+    init_amortized,
     max_sliced_wasserstein,
+    sample_vmf,
+    sliced_wasserstein,
     vmf_distributional_sliced_wasserstein,
     vmf_sliced_wasserstein,
+    wasserstein_1d,
 )
-from ott_fast.divergence import sinkhorn_divergence
-from ott_fast.fitting import fit
-from ott_fast.geometry import Geometry, PointCloud
-from ott_fast.maps import MLP, EntropicMap, entropic_map
-from ott_fast.monge_gap import MongeGapOutput, monge_gap
-from ott_fast.sinkhorn import EpsilonSchedule, SinkhornOutput, sinkhorn
 from ott_fast.sliced import control_variates as sliced_control_variates
 from ott_fast.sliced import directions as sliced_directions
-from ott_fast.sliced import sliced_wasserstein, wasserstein_1d
-from ott_fast.sns import NewtonDiagnostics, SNSOutput, sns
-from ott_fast.vmf import sample_vmf
 
 __all__ = [
     "costs",
+    "entropic",
+    "sliced",
     "Geometry",
     "PointCloud",
     "sinkhorn",

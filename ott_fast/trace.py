@@ -31,9 +31,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ott_fast.entropic.sinkhorn import sinkhorn
+from ott_fast.entropic.sns import sns
 from ott_fast.geometry import Geometry, PointCloud
-from ott_fast.sinkhorn import sinkhorn
-from ott_fast.sns import sns
 
 Geom = Geometry | PointCloud
 

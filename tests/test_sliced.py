@@ -12,8 +12,8 @@ import pytest
 import scipy.special as sp
 
 import ott_fast as otf
-from ott_fast.sliced import _sort_last
-from ott_fast.vmf import vmf_mean_resultant_length
+from ott_fast.sliced.vmf import vmf_mean_resultant_length
+from ott_fast.sliced.wasserstein import _sort_last
 
 
 def _clouds(n=40, m=55, d=3, seed=0, weighted=True):

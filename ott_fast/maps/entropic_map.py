@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 
 from ott_fast.costs import Cost, SqEuclidean, ti_gradients
+from ott_fast.entropic.sinkhorn import sinkhorn
 from ott_fast.geometry import PointCloud, RelativeEpsilon
-from ott_fast.sinkhorn import sinkhorn
 
 Array = jax.Array
 

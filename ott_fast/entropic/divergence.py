@@ -7,8 +7,8 @@ from typing import Any
 import jax
 
 from ott_fast.costs import Cost
+from ott_fast.entropic.sinkhorn import sinkhorn
 from ott_fast.geometry import PointCloud, RelativeEpsilon
-from ott_fast.sinkhorn import sinkhorn
 
 Array = jax.Array
 

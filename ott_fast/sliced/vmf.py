@@ -70,7 +70,7 @@ def sample_vmf(key: Array, mu: Any, kappa: Any, n: int, *, n_proposals: int = 32
 
     Example:
         >>> import jax, jax.numpy as jnp
-        >>> from ott_fast.vmf import sample_vmf
+        >>> from ott_fast.sliced.vmf import sample_vmf
         >>> s = sample_vmf(jax.random.PRNGKey(0), jnp.array([0.0, 0.0, 1.0]), 50.0, 1000)
         >>> s.shape, bool(jnp.allclose(jnp.linalg.norm(s, axis=1), 1.0, atol=1e-5))
         ((1000, 3), True)
@@ -95,7 +95,7 @@ def vmf_mean_resultant_length(kappa: Any, d: int) -> Array:
     Computed by a continued fraction (Gauss), stable for any ``kappa > 0`` in float32.
 
     Example:
-        >>> from ott_fast.vmf import vmf_mean_resultant_length
+        >>> from ott_fast.sliced.vmf import vmf_mean_resultant_length
         >>> round(float(vmf_mean_resultant_length(10.0, 3)), 4)  # coth(10) - 1/10
         0.9
     """

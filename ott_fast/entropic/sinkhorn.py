@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ott_fast import _dual
 from ott_fast import _validation as val
+from ott_fast.entropic import dual as _dual
 from ott_fast.geometry import Geometry, PointCloud, _DenseKernel
 
 Array = jax.Array

@@ -47,13 +47,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ott_fast import _dual
 from ott_fast import _validation as val
+from ott_fast.entropic import dual as _dual
+from ott_fast.entropic.sinkhorn import SinkhornOutput
+from ott_fast.entropic.sinkhorn import _Numerics as _SkNumerics
+from ott_fast.entropic.sinkhorn import _run_single as _sk_run
+from ott_fast.entropic.sinkhorn import _Static as _SkStatic
 from ott_fast.geometry import Geometry, PointCloud
-from ott_fast.sinkhorn import SinkhornOutput
-from ott_fast.sinkhorn import _Numerics as _SkNumerics
-from ott_fast.sinkhorn import _run_single as _sk_run
-from ott_fast.sinkhorn import _Static as _SkStatic
 
 Array = jax.Array
 Geom = Geometry | PointCloud

@@ -24,8 +24,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ott_fast.sliced import _prepare
-from ott_fast.vmf import _safe_normalize
+from ott_fast.sliced.vmf import _safe_normalize
+from ott_fast.sliced.wasserstein import _prepare
 
 Array = jax.Array
 

@@ -25,9 +25,9 @@ import numpy as np
 import optax
 
 from ott_fast.costs import Cost
+from ott_fast.entropic.sinkhorn import sinkhorn
 from ott_fast.geometry import PointCloud, RelativeEpsilon
-from ott_fast.monge_gap import entropic_transport_cost, monge_gap
-from ott_fast.sinkhorn import sinkhorn
+from ott_fast.maps.monge_gap import entropic_transport_cost, monge_gap
 
 Array = jax.Array
 Sampler = Callable[[Array], Array]

@@ -22,11 +22,11 @@ from typing import Any, Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ott_fast import _dual
 from ott_fast import _validation as val
 from ott_fast.costs import Cost
+from ott_fast.entropic import dual as _dual
+from ott_fast.entropic.sinkhorn import EpsilonSchedule, SinkhornOutput, sinkhorn
 from ott_fast.geometry import PointCloud, RelativeEpsilon
-from ott_fast.sinkhorn import EpsilonSchedule, SinkhornOutput, sinkhorn
 
 Array = jax.Array
 

@@ -18,8 +18,8 @@ import optax
 from jax import lax
 
 from ott_fast._validation import check_positive
-from ott_fast.sliced import _check_p, _prepare, _w1d, directions, safe_root
-from ott_fast.vmf import _safe_normalize, sample_vmf
+from ott_fast.sliced.vmf import _safe_normalize, sample_vmf
+from ott_fast.sliced.wasserstein import _check_p, _prepare, _w1d, directions, safe_root
 
 Array = jax.Array
 

@@ -1,0 +1,21 @@
+"""Entropic OT: log-domain Sinkhorn, Sinkhorn-Newton-Sparse, the dual and its implicit gradients, the divergence.
+
+Modules: :mod:`~ott_fast.entropic.sinkhorn` (the solver and its output), :mod:`~ott_fast.entropic.sns`
+(Newton steps on a sparsified Hessian after a Sinkhorn warm-up), :mod:`~ott_fast.entropic.dual` (the dual
+value, the marginal penalties and the implicit backward pass shared by both solvers) and
+:mod:`~ott_fast.entropic.divergence`.
+"""
+
+from ott_fast.entropic.divergence import sinkhorn_divergence
+from ott_fast.entropic.sinkhorn import EpsilonSchedule, SinkhornOutput, sinkhorn
+from ott_fast.entropic.sns import NewtonDiagnostics, SNSOutput, sns
+
+__all__ = [
+    "sinkhorn",
+    "SinkhornOutput",
+    "EpsilonSchedule",
+    "sns",
+    "SNSOutput",
+    "NewtonDiagnostics",
+    "sinkhorn_divergence",
+]
