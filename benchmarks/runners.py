@@ -114,29 +114,14 @@ def run_pot(
     POT stops on the L2 norm of one marginal; to score it with the same L1 error it runs in chunks of
     ``chunk`` iterations with warm starts, the error of each chunk's plan computed outside the timing.
     """
-    import ot
+    from benchmarks.curves import pot_chunks
 
     n, m = len(x), len(y)
     a, b = np.full(n, 1.0 / n), np.full(m, 1.0 / m)
     cost = sq_euclidean(x, y)
-    u, v = np.zeros(n), np.zeros(m)
     secs, it, curve_it, curve_err, plan = 0.0, 0, [], [], None
-    while it < max_iters:
-        t0 = time.perf_counter()
-        plan, log = ot.sinkhorn(
-            a,
-            b,
-            cost,
-            eps,
-            method="sinkhorn_log",
-            numItermax=chunk,
-            stopThr=0.0,
-            log=True,
-            warn=False,
-            warmstart=(u, v),
-        )
-        secs += time.perf_counter() - t0
-        u, v, it = log["log_u"], log["log_v"], it + chunk
+    for it, plan, _, _, total in pot_chunks(a, b, cost, eps, max_iters, chunk):
+        secs = total
         curve_it.append(it)
         curve_err.append(l1_marginal_error(plan, a, b))
         if curve_err[-1] <= tol:

@@ -1,11 +1,28 @@
 """ott_fast: a pure-JAX optimal transport toolkit (jit, vmap and grad throughout).
 
+Which module owns what (three families on one shared floor; every public name is re-exported here):
+
+- the floor: :mod:`ott_fast.costs` (ground costs, their matmul precision, user callables compared by what
+  they compute), :mod:`ott_fast.geometry` (``Geometry``/``PointCloud``, centring of translation-invariant
+  point clouds, ``epsilon``, and THE kernel: the one place that forms log-plan blocks, stored or in
+  chunks), ``ott_fast._validation`` (the one validation routine: eager checks and the in-graph check).
+- :mod:`ott_fast.entropic`: ``sinkhorn`` (the solver, its output and the warm-up other solvers reuse),
+  ``sns`` (Sinkhorn-Newton-Sparse), ``dual`` (the dual value, the marginal penalties, the plan and its
+  derived quantities, the implicit backward pass), ``driver`` (status codes, the check of ``converged``
+  against the returned outputs, the implicit-gradient wrapper and the batching rule shared by the
+  solvers), ``divergence``.
+- :mod:`ott_fast.sliced`: ``wasserstein`` (1-D OT, directions, control variates, the estimator),
+  ``distributional`` (Max-SW, DSW, v-DSW), ``vmf``, ``amortized``.
+- :mod:`ott_fast.maps`: ``monge_gap``, ``entropic_map`` (and the MLP map model), ``fitting``.
+- :mod:`ott_fast.trace`: convergence curves of our solvers, and plotting (the peers' runners live in
+  ``benchmarks/``).
+
 Example:
     >>> import jax, ott_fast as otf
     >>> x = jax.random.normal(jax.random.PRNGKey(0), (32, 2))
     >>> out = otf.sinkhorn(otf.PointCloud(x, x + 1.0, epsilon=0.1))
-    >>> bool(out.converged)
-    True
+    >>> bool(out.converged), otf.describe(out.status)
+    (True, 'converged: the marginal error of the returned plan is within tol')
 """
 
 from ott_fast import costs, entropic, maps, sliced, trace
@@ -18,6 +35,7 @@ from ott_fast.entropic import (
     sinkhorn_divergence,
     sns,
 )
+from ott_fast.entropic.driver import Status, describe
 from ott_fast.geometry import Geometry, PointCloud
 from ott_fast.maps import MLP, EntropicMap, MongeGapOutput, entropic_map, fit, fitting, monge_gap
 from ott_fast.sliced import (
@@ -43,6 +61,8 @@ __all__ = [
     "PointCloud",
     "sinkhorn",
     "SinkhornOutput",
+    "Status",
+    "describe",
     "EpsilonSchedule",
     "sinkhorn_divergence",
     "sns",

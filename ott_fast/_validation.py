@@ -1,7 +1,9 @@
-"""Input checks shared by the public entry points.
+"""The one validation routine every entry point uses.
 
-Shapes and dtypes are checked always (at trace time under ``jit``); values (finiteness, signs, masses) only
-where they are concrete, i.e. outside ``jit``/``vmap``. Traced bad values surface as ``converged=False``.
+Shapes and dtypes are checked always (at trace time under ``jit``). Values are checked eagerly only where
+that costs no device-to-host copy of a large array: host (NumPy, list) points and cost matrices, and
+concrete weights and scalars. Everything else is checked in-graph by :func:`problem_is_valid`, whose flag the
+solvers turn into ``converged=False``, ``status=INVALID_INPUT`` and NaN potentials (hence NaN costs).
 """
 
 from __future__ import annotations
@@ -36,15 +38,22 @@ def as_float_array(name: str, x: Any) -> Array:
     return jnp.asarray(x)
 
 
+def check_finite_host(name: str, x: Any) -> None:
+    """Raises if a host (NumPy or nested-list) array ``x`` has NaN or inf. Device arrays are not copied to
+    the host for this: the solve checks them in-graph (:func:`problem_is_valid`)."""
+    if not isinstance(x, jax.Array) and is_concrete(x) and not np.all(np.isfinite(np.asarray(x))):
+        raise ValueError(f"{name}: contains NaN or inf values.")
+
+
 def check_points(name: str, x: Any) -> Array:
     """Validates a point cloud ``x[n, d]``: float, 2-D, non-empty, finite (when concrete)."""
+    raw = x
     x = as_float_array(name, x)
     if x.ndim != 2:
         raise ValueError(f"{name}: expected points of shape [n, d], got shape {x.shape}.")
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"{name}: the point set is empty (shape {x.shape}).")
-    if is_concrete(x) and not np.all(np.isfinite(np.asarray(x))):  # NumPy: jnp ops would trace under jit
-        raise ValueError(f"{name}: contains NaN or inf values.")
+    check_finite_host(name, raw)
     return x
 
 
@@ -75,9 +84,46 @@ def check_positive(name: str, value: Any) -> None:
             raise ValueError(f"{name}: must be a finite number > 0, got {v}.")
 
 
+def check_nonnegative(name: str, value: Any) -> None:
+    """Raises if a concrete scalar ``value`` is not a finite number >= 0."""
+    if is_concrete(value):
+        v = float(np.asarray(value))
+        if not (np.isfinite(v) and v >= 0):
+            raise ValueError(f"{name}: must be a finite number >= 0, got {v}.")
+
+
 def check_tau(name: str, tau: Any) -> None:
     """Raises if a concrete ``tau`` is outside ``(0, 1]``."""
     if is_concrete(tau):
         v = float(np.asarray(tau))
         if not (0.0 < v <= 1.0):
             raise ValueError(f"{name}: must lie in (0, 1] (1 is balanced), got {v}.")
+
+
+def problem_is_valid(kernel: Any, a: Array, b: Array, balanced: Array) -> Array:
+    """``[]`` bool, in-graph: finite costs, finite epsilon > 0, finite non-negative weights with positive
+    mass, and equal masses where ``balanced``. The traced counterpart of the eager checks above: a solve
+    whose input fails it returns NaN potentials and says so in its status."""
+    eps = kernel.epsilon
+    ok = kernel.finite() & jnp.isfinite(eps) & (eps > 0)
+    for w in (a, b):
+        ok &= jnp.all(jnp.isfinite(w)) & jnp.all(w >= 0) & (jnp.sum(w) > 0)
+    sa, sb = jnp.sum(a), jnp.sum(b)
+    same = jnp.abs(sa - sb) <= mass_tolerance(sa, sb, a.dtype)
+    return ok & (same | ~balanced)
+
+
+def mass_tolerance(sa: Any, sb: Any, dtype: Any) -> Any:
+    """How far two masses may differ and still count as equal (balanced problems): relative ``1e-5``."""
+    return 1e-5 * jnp.maximum(sa, sb) + 10 * float(jnp.finfo(dtype).eps)
+
+
+def check_mass(a: Any, b: Any, dtype: Any) -> None:
+    """Raises, where ``a`` and ``b`` are concrete, if a balanced problem's masses differ."""
+    if is_concrete(a, b):
+        sa, sb = float(np.asarray(a).sum()), float(np.asarray(b).sum())
+        if abs(sa - sb) > 1e-5 * max(sa, sb) + 10 * float(jnp.finfo(dtype).eps):
+            raise ValueError(
+                f"a, b: a balanced problem needs equal total mass, got sum(a)={sa} and sum(b)={sb}; "
+                "normalise them, or pass tau_a/tau_b < 1 for an unbalanced problem."
+            )

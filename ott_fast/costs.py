@@ -34,6 +34,7 @@ __all__ = [
     "PNorm",
     "Cosine",
     "Custom",
+    "StaticFunction",
     "as_cost",
     "TICost",
     "ElasticL1",
@@ -58,6 +59,10 @@ class Cost:
         (2, 4)
     """
 
+    #: Whether ``c(x + s, y + s) = c(x, y)`` for every shift ``s``: point clouds are then centred before any
+    #: cost is formed (see :class:`~ott_fast.PointCloud`). ``False`` unless a subclass says otherwise.
+    translation_invariant: bool = False
+
     def cost(self, x: Array, y: Array) -> Array:
         """Cost between two points ``x[d]`` and ``y[d]``; returns a scalar."""
         raise NotImplementedError
@@ -77,13 +82,23 @@ def _register(cls: type, data: tuple[str, ...] = (), meta: tuple[str, ...] = ())
     return jax.tree_util.register_dataclass(cls, data_fields=list(data), meta_fields=list(meta))
 
 
-def _sq_norms_cross(x: Array, y: Array) -> tuple[Array, Array, Array]:
-    return jnp.sum(x * x, axis=-1), jnp.sum(y * y, axis=-1), x @ y.T
+#: Precision of the matrix products in costs (the squared-Euclidean cross term). Full float32 by default: on
+#: GPUs JAX's default float32 matmul may run in TF32 (a 10-bit mantissa), a relative error of ~1e-3 on the
+#: cross term that ``1 / epsilon`` amplifies into solves that stall. ``jax.lax.Precision.DEFAULT`` is faster
+#: there; pass it per cost (``SqEuclidean(precision=...)``) where that error is acceptable.
+HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def _sq_norms_cross(x: Array, y: Array, precision: Any = HIGHEST) -> tuple[Array, Array, Array]:
+    return jnp.sum(x * x, axis=-1), jnp.sum(y * y, axis=-1), jnp.matmul(x, y.T, precision=precision)
 
 
 @dataclasses.dataclass(frozen=True)
 class SqEuclidean(Cost):
     """``c(x, y) = |x - y|_2^2``, computed for all pairs as ``|x|^2 + |y|^2 - 2 x y^T`` (one matrix product).
+
+    Args:
+        precision: of the cross term's matrix product (static); full float32 by default, see ``HIGHEST``.
 
     Example:
         >>> import jax.numpy as jnp
@@ -91,11 +106,18 @@ class SqEuclidean(Cost):
         25.0
     """
 
+    precision: Any = HIGHEST
+    translation_invariant = True
+
     def cost(self, x: Array, y: Array) -> Array:
         return jnp.sum((x - y) ** 2)
 
+    def cross(self, x: Array, y: Array) -> Array:
+        """``x y^T``, ``[n, m]``, at this cost's precision."""
+        return jnp.matmul(x, y.T, precision=self.precision)
+
     def all_pairs(self, x: Array, y: Array) -> Array:
-        nx, ny, xy = _sq_norms_cross(x, y)
+        nx, ny, xy = _sq_norms_cross(x, y, self.precision)
         return jnp.maximum(nx[:, None] + ny[None, :] - 2.0 * xy, 0.0)
 
 
@@ -117,6 +139,8 @@ class Euclidean(Cost):
         [0.0, 0.0]
     """
 
+    translation_invariant = True
+
     def cost(self, x: Array, y: Array) -> Array:
         return _safe_sqrt(jnp.sum((x - y) ** 2))
 
@@ -135,6 +159,7 @@ class PNorm(Cost):
     """
 
     p: Any = 2.0
+    translation_invariant = True
 
     def cost(self, x: Array, y: Array) -> Array:
         z = jnp.abs(x - y)
@@ -160,12 +185,86 @@ class Cosine(Cost):
             nz = _safe_sqrt(jnp.sum(z * z, axis=-1, keepdims=True))
             return z / jnp.where(nz > 0, nz, 1.0)
 
-        return jnp.clip(1.0 - unit(x) @ unit(y).T, 0.0, 2.0)
+        return jnp.clip(1.0 - jnp.matmul(unit(x), unit(y).T, precision=HIGHEST), 0.0, 2.0)
 
 
-@dataclasses.dataclass(frozen=True)
+class StaticFunction:
+    """A user function as static metadata, equal to another when it computes the same thing: same code,
+    same default arguments, equal closure values and equal values of the globals its code reads.
+
+    So ``cost=lambda x, y: ...`` written inside a loop (a fresh function object on every pass) compiles
+    once instead of on every call. Unhashable captured values (arrays, say) compare by identity: the
+    function then recompiles only when that object changes. A global read by the function is compared by
+    value when hashable, else by identity, so changing it triggers a recompile rather than a stale result.
+
+    Args:
+        fn: any Python callable.
+
+    Example:
+        >>> make = lambda: (lambda x, y: jnp.sum(jnp.abs(x - y)))
+        >>> StaticFunction(make()) == StaticFunction(make())
+        True
+    """
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+        self._key = _function_key(fn)
+
+    def __call__(self, *args: Any) -> Any:
+        return self.fn(*args)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StaticFunction) and self._key == other._key
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __repr__(self) -> str:
+        return f"StaticFunction({getattr(self.fn, '__qualname__', self.fn)!r})"
+
+
+class _Identity:
+    """Compares (and hashes) by the identity of ``obj``, and keeps it alive so the identity stays unique."""
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Identity) and self.obj is other.obj
+
+    def __hash__(self) -> int:
+        return id(self.obj)
+
+
+def _hashable(v: Any) -> Any:
+    if isinstance(v, StaticFunction):
+        return v
+    if callable(v) and hasattr(v, "__code__"):
+        return StaticFunction(v)
+    try:
+        hash(v)
+    except TypeError:
+        return _Identity(v)
+    return v
+
+
+def _function_key(fn: Callable[..., Any]) -> Any:
+    code = getattr(fn, "__code__", None)
+    if code is None:  # a builtin, a callable object, a functools.partial: its own equality
+        return _hashable(fn)
+    cells = tuple(_hashable(c.cell_contents) for c in (fn.__closure__ or ()))
+    defaults = tuple(_hashable(d) for d in (fn.__defaults__ or ()))
+    glob = fn.__globals__
+    reads = tuple((name, _hashable(glob[name])) for name in code.co_names if name in glob)
+    return code, cells, defaults, reads
+
+
 class Custom(Cost):
-    """Wraps a user function ``fn(x[d], y[d]) -> scalar``; the function is static (part of the tree structure).
+    """Wraps a user function ``fn(x[d], y[d]) -> scalar``. The function is static metadata, compared by what
+    it computes (see :class:`StaticFunction`), so an equal function passed again does not recompile.
+
+    Args:
+        fn: the cost of one pair of points.
 
     Example:
         >>> import jax.numpy as jnp
@@ -174,16 +273,27 @@ class Custom(Cost):
         [[3.0]]
     """
 
-    fn: Callable[[Array, Array], Array]
+    def __init__(self, fn: Callable[[Array, Array], Array]) -> None:
+        self.fn = fn if isinstance(fn, StaticFunction) else StaticFunction(fn)
 
     def cost(self, x: Array, y: Array) -> Array:
         return self.fn(x, y)
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Custom) and self.fn == other.fn
 
-for _cls in (SqEuclidean, Euclidean, Cosine):
+    def __hash__(self) -> int:
+        return hash(self.fn)
+
+    def __repr__(self) -> str:
+        return f"Custom({self.fn.fn!r})"
+
+
+for _cls in (Euclidean, Cosine):
     _register(_cls)
+_register(SqEuclidean, meta=("precision",))
 _register(PNorm, data=("p",))
-_register(Custom, meta=("fn",))
+jax.tree_util.register_pytree_node(Custom, lambda c: ((), c.fn), lambda fn, _: Custom(fn))
 
 
 def as_cost(cost: Cost | Callable[[Array, Array], Array] | None) -> Cost:
@@ -231,6 +341,8 @@ class TICost(Cost):
         >>> float(c(jnp.zeros(2), jnp.array([1.0, 1.0]))), c.grad_h(jnp.array([2.0, -1.0])).tolist()
         (1.0, [2.0, -1.0])
     """
+
+    translation_invariant = True
 
     def h(self, z: Array) -> Array:
         """``h(z)`` for ``z[d]``; returns a scalar."""
@@ -303,6 +415,12 @@ class TranslationInvariant(TICost):
 
     h_fn: Callable[[Array], Array]
     grad_h_star_fn: Callable[[Array], Array] | None = None
+
+    def __post_init__(self) -> None:  # static metadata compared by what the functions compute
+        for name in ("h_fn", "grad_h_star_fn"):
+            fn = getattr(self, name)
+            if fn is not None and not isinstance(fn, StaticFunction):
+                object.__setattr__(self, name, StaticFunction(fn))
 
     def h(self, z: Array) -> Array:
         return self.h_fn(z)

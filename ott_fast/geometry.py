@@ -1,14 +1,16 @@
-"""Geometries: a cost matrix (or points that define one) together with the entropic regularisation ``epsilon``.
+"""Geometries (a cost matrix, or points that define one, with ``epsilon``) and THE kernel.
 
 - :class:`Geometry` holds a cost matrix ``C[n, m]``.
-- :class:`PointCloud` holds points ``x[n, d]``, ``y[m, d]`` and a :mod:`~ott_fast.costs` cost.
+- :class:`PointCloud` holds points ``x[n, d]``, ``y[m, d]`` and a :mod:`~ott_fast.costs` cost; for
+  translation-invariant costs both clouds are centred by one common shift before any cost is formed.
+- :class:`Kernel` (``geom.kernel()``: :class:`DenseKernel` or :class:`OnlineKernel`) is the one place that
+  forms log-plan blocks ``u_i + v_j - C_ij / eps``: the solvers' sweeps, SNS's Newton steps and every
+  derived quantity (plan, costs, ``apply``, the implicit backward pass, curves) go through it, so what a
+  solve converged on is exactly what its outputs are computed from.
 
 ``epsilon`` is absolute by default; ``relative_epsilon="mean"`` (or ``"std"``) multiplies it by that statistic
-of the cost matrix. Both are pytrees whose leaves (``epsilon``, the matrix or the points) are traced, so a new
-``epsilon`` neither recompiles nor breaks ``vmap``.
-
-The solvers only use the log-sum-exp passes below, so a geometry that recomputes costs in chunks can replace
-the dense one without touching the solvers.
+of the cost matrix, held constant in gradients. Geometries are pytrees whose leaves (``epsilon``, the matrix
+or the points) are traced, so a new ``epsilon`` neither recompiles nor breaks ``vmap``.
 
 Example:
     >>> import jax, ott_fast as otf
@@ -32,7 +34,7 @@ from ott_fast.costs import Cost, SqEuclidean, as_cost
 Array = jax.Array
 RelativeEpsilon = Literal["mean", "std"] | None
 
-__all__ = ["Geometry", "PointCloud"]
+__all__ = ["Geometry", "PointCloud", "Kernel", "DenseKernel", "OnlineKernel", "log_block"]
 
 
 def _clamps(dtype: Any) -> tuple[float, float]:
@@ -53,7 +55,7 @@ def _resolve_epsilon(epsilon: Any, relative: RelativeEpsilon, stat: Any, dtype: 
         return eps
     if relative not in ("mean", "std"):
         raise ValueError(f"relative_epsilon: expected None, 'mean' or 'std', got {relative!r}.")
-    return eps * stat(relative)
+    return eps * jax.lax.stop_gradient(stat(relative))  # the unit of epsilon is a constant in gradients
 
 
 _DENSE_MAX_ENTRIES = 1 << 28  # 1 GiB of float32: beyond it, PointCloud(chunk_size=None) goes online
@@ -79,6 +81,12 @@ def _resolve_chunk(chunk_size: Any, n: int, m: int) -> int | None:
     return min(chunk_size, n)
 
 
+def log_block(c: Array, u: Array, v: Array, inv_eps: Array) -> Array:
+    """``u_i + v_j - c_ij inv_eps``: THE log-plan formula. Every log-plan entry any solver or derived quantity
+    uses comes from here, or, for the online squared-Euclidean kernel, from its norm-folded equivalent."""
+    return u[:, None] + v[None, :] - c * inv_eps
+
+
 def _lse_rows(c: Array, u: Array, v: Array, inv_eps: Array) -> Array:
     """``log sum_j exp(u_i + v_j - c_ij inv_eps)`` per row in one pass: no max is subtracted, so callers pass
     ``u`` holding the current potential (exponents near 0). The result is clamped to the dtype's range, so
@@ -86,8 +94,7 @@ def _lse_rows(c: Array, u: Array, v: Array, inv_eps: Array) -> Array:
     not each exponent, keeps the sweep to the matrix read alone: an element-wise clamp made XLA:CPU
     materialise a broadcast constant of the matrix's size under ``vmap``, doubling the bytes read."""
     hi, lo = _clamps(c.dtype)
-    z = u[:, None] + v[None, :] - c * inv_eps
-    return jnp.clip(jnp.log(jnp.sum(jnp.exp(z), axis=1)), lo, hi)
+    return jnp.clip(jnp.log(jnp.sum(jnp.exp(log_block(c, u, v, inv_eps)), axis=1)), lo, hi)
 
 
 _BLOCK_ENTRIES = 1 << 20  # ~4 MB of float32 per row block: stays in cache while a column sweep reads it
@@ -103,118 +110,6 @@ def _row_block(n: int, m: int) -> int:
     return best if 4 * best >= target else n
 
 
-@jax.tree_util.register_pytree_node_class
-class _DenseKernel:
-    """What the solver loop runs on: the stored cost matrix and the target ``epsilon``.
-
-    The row sweep is one fused reduction. For a large matrix the column sweep runs over blocks of rows (a
-    ``scan`` accumulating column sums), each block small enough to stay in cache: on a 2-core CPU at
-    n = 4000 an iteration takes 15.7 ms, against 25 ms with a direct column reduction or 19.8 ms with a
-    stored ``C^T``, and no second copy of the matrix is needed. A matrix that fits one block keeps ``C^T``
-    instead (cheap at that size), because a direct column reduction is slow under ``vmap``.
-    """
-
-    def __init__(self, cost_matrix: Array, epsilon: Array) -> None:
-        n, m = cost_matrix.shape
-        self.cost_matrix, self.epsilon = cost_matrix, epsilon
-        k = _row_block(n, m)
-        self.cost_t = cost_matrix.T if k == n else None
-        # Large matrices are stored once in strided-chunk order (see _strided_chunks), so both sweeps read
-        # contiguous memory and a row-sharded matrix stays sharded; only O(n) vectors are permuted per sweep.
-        self.blocks = None if k == n else _strided_chunks(cost_matrix, n // k, k)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.cost_matrix.shape
-
-    def row_lse(self, u: Array, v: Array, inv_eps: Array) -> Array:
-        """``log sum_j exp(u_i + v_j - C_ij / eps)``, shape ``[n]``."""
-        if self.blocks is None:
-            return _lse_rows(self.cost_matrix, u, v, inv_eps)
-        nb, k, m = self.blocks.shape
-        hi, lo = _clamps(self.blocks.dtype)
-        z = _strided_chunks(u, nb, k)[:, :, None] + v[None, None, :] - self.blocks * inv_eps
-        out = jnp.clip(jnp.log(jnp.sum(jnp.exp(z), axis=2)), lo, hi)
-        return jnp.swapaxes(out, 0, 1).reshape(nb * k)
-
-    def col_lse(self, u: Array, v: Array, inv_eps: Array) -> Array:
-        """``log sum_i exp(u_i + v_j - C_ij / eps)``, shape ``[m]``: one pass over row blocks."""
-        if self.cost_t is not None:
-            return _lse_rows(self.cost_t, v, u, inv_eps)
-        nb, k, m = self.blocks.shape
-        hi, lo = _clamps(self.blocks.dtype)
-
-        def block(acc: Array, cu: tuple[Array, Array]) -> tuple[Array, None]:
-            cb, ub = cu
-            return acc + jnp.sum(jnp.exp(ub[:, None] + v[None, :] - cb * inv_eps), axis=0), None
-
-        total, _ = jax.lax.scan(block, jnp.zeros((m,), self.blocks.dtype), (self.blocks, _strided_chunks(u, nb, k)))
-        return jnp.clip(jnp.log(total), lo, hi)
-
-    def max_cost(self) -> Array:
-        """The largest cost (the default start of an epsilon schedule)."""
-        return jnp.max(self.cost_matrix)
-
-    def row_max(self, v: Array, inv_eps: Array) -> Array:
-        """``max_j (v_j - C_ij / eps)``, shape ``[n]``: the shift of an exact two-pass log-sum-exp."""
-        return jnp.max(v[None, :] - self.cost_matrix * inv_eps, axis=1)
-
-    def col_max(self, u: Array, inv_eps: Array) -> Array:
-        """``max_i (u_i - C_ij / eps)``, shape ``[m]``."""
-        return jnp.max(u[:, None] - self.cost_matrix * inv_eps, axis=0)
-
-    def tree_flatten(self) -> tuple[tuple[Array, Array, Array | None, Array | None], None]:
-        return (self.cost_matrix, self.epsilon, self.cost_t, self.blocks), None
-
-    @classmethod
-    def tree_unflatten(cls, aux: None, children: tuple) -> _DenseKernel:
-        obj = object.__new__(cls)
-        obj.cost_matrix, obj.epsilon, obj.cost_t, obj.blocks = children
-        return obj
-
-
-def scan_rows(
-    geom: Geometry | PointCloud,
-    body: Any,
-    col_init: Any,
-    rows: tuple[Array, ...] = (),
-    pad_values: tuple[float, ...] = (),
-) -> tuple[Any, Any]:
-    """Runs ``body(col_acc, block, *row_blocks) -> (col_acc, row_out)`` over chunks of rows.
-
-    ``block`` is one chunk of the geometry's row data; ``geom.cost_block(block)`` and
-    ``geom.log_kernel(block, u, v, inv_eps)`` recompute its costs (dense geometries have one block: the
-    matrix). Returns the final ``col_acc`` and the row outputs stacked back to ``[n, ...]``. ``rows`` are
-    ``[n, ...]`` arrays cut into the same chunks; the last chunk is padded with ``pad_values`` (e.g.
-    ``-inf`` log-weights, so padded rows add nothing). For chunked geometries each step is checkpointed:
-    reverse-mode autodiff stores one chunk's inputs per step, never a cost block.
-
-    Example:
-        >>> import jax.numpy as jnp, ott_fast as otf
-        >>> geom = otf.PointCloud(jnp.ones((5, 2)), jnp.zeros((3, 2)), epsilon=1.0, chunk_size=2)
-        >>> acc, _ = scan_rows(geom, lambda acc, blk: (acc + geom.cost_block(blk).sum(0), None), jnp.zeros(3))
-        >>> acc.tolist()
-        [10.0, 10.0, 10.0]
-    """
-    blocks, k = geom.row_chunks()
-    n, nb = geom.shape[0], jax.tree_util.tree_leaves(blocks)[0].shape[0]
-    pad = nb * k - n
-    cut = []
-    for r, pv in zip(rows, pad_values, strict=True):
-        if pad:
-            r = jnp.concatenate([r, jnp.full((pad,) + r.shape[1:], pv, r.dtype)])
-        cut.append(_strided_chunks(r, nb, k))
-
-    def step(acc: Any, inp: tuple) -> tuple[Any, Any]:
-        return body(acc, *inp)
-
-    if nb > 1:
-        step = jax.checkpoint(step)
-    acc, out = jax.lax.scan(step, col_init, (blocks, *cut))
-    out = jax.tree_util.tree_map(lambda o: jnp.swapaxes(o, 0, 1).reshape((nb * k,) + o.shape[2:])[:n], out)
-    return acc, out
-
-
 def _strided_chunks(r: Array, nb: int, k: int) -> Array:
     """``r[nb * k, ...]`` cut into ``nb`` chunks of ``k`` rows, chunk ``j`` holding rows ``j, j + nb, ...``.
 
@@ -225,65 +120,278 @@ def _strided_chunks(r: Array, nb: int, k: int) -> Array:
     return jnp.swapaxes(r.reshape((k, nb) + r.shape[1:]), 0, 1)
 
 
-@jax.tree_util.register_pytree_node_class
-class _OnlineKernel:
-    """The solver loop's passes for a chunked :class:`PointCloud`: every sweep recomputes the costs chunk by
-    chunk (memory ``O((n + m) d + k m)``) with the same one-pass, clamped log-sum-exp as the dense kernel."""
+class Kernel:
+    """The one place that forms log-plan blocks ``u_i + v_j - C_ij / eps`` of a geometry.
 
-    def __init__(self, geom: PointCloud) -> None:
-        self.geom, self.epsilon = geom, geom.epsilon
+    Every pass over the plan goes through a kernel: the solvers' sweeps (:meth:`row_lse`, :meth:`col_lse`
+    and the exact, max-shifted :meth:`row_lse_exact` / :meth:`col_lse_exact`), and every derived quantity
+    (plan, its mass, ``<P, C>``, ``P v``, the implicit backward pass) through :meth:`scan`, which runs a
+    body over row blocks of the plan. :class:`DenseKernel` holds the cost matrix (one block);
+    :class:`OnlineKernel` recomputes costs chunk by chunk from (centred) points. Build one with
+    ``geom.kernel()``; both are pytrees, so they pass through ``jit`` and ``vmap``.
+
+    Example:
+        >>> import jax.numpy as jnp, ott_fast as otf
+        >>> k = otf.Geometry(jnp.array([[0.0, 1.0], [1.0, 0.0]]), epsilon=1.0).kernel()
+        >>> k.row_lse_exact(jnp.zeros(2), jnp.zeros(2), jnp.ones(())).round(4).tolist()
+        [0.3133, 0.3133]
+    """
+
+    epsilon: Array
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.geom.shape
+        raise NotImplementedError
 
-    def max_cost(self) -> Array:
-        """The largest cost, computed chunk by chunk."""
-        return self.geom._cost_stat("max")
+    @property
+    def dtype(self) -> Any:
+        raise NotImplementedError
+
+    def blocks(self) -> tuple[Any, int]:
+        """``(blocks[nb, k, ...], k)``: the row data that :meth:`scan` cuts the plan into."""
+        raise NotImplementedError
+
+    def cost_block(self, block: Array) -> Array:
+        """The ``[k, m]`` costs of one row block."""
+        raise NotImplementedError
+
+    def log_block(self, block: Array, u: Array, v: Array, inv_eps: Array) -> Array:
+        """``u_i + v_j - C_ij inv_eps`` for one row block: ``[k], [m] -> [k, m]``."""
+        return log_block(self.cost_block(block), u, v, inv_eps)
+
+    def scan(self, body: Any, col_init: Any, rows: tuple[Array, ...] = (), pads: tuple[float, ...] = ()) -> tuple:
+        """Runs ``body(col_acc, block, *row_blocks) -> (col_acc, row_out)`` over row blocks.
+
+        ``rows`` are ``[n, ...]`` arrays cut into the same blocks; the last block is padded with ``pads``
+        (``-inf`` log-weights, say, so padded rows add nothing). Returns the final ``col_acc`` and the row
+        outputs stacked back to ``[n, ...]``. With several blocks each step is checkpointed: reverse-mode
+        autodiff stores one block's inputs per step, never a cost block.
+        """
+        blocks, k = self.blocks()
+        n, nb = self.shape[0], jax.tree_util.tree_leaves(blocks)[0].shape[0]
+        pad = nb * k - n
+        cut = []
+        for r, pv in zip(rows, pads, strict=True):
+            if pad:
+                r = jnp.concatenate([r, jnp.full((pad,) + r.shape[1:], pv, r.dtype)])
+            cut.append(_strided_chunks(r, nb, k))
+
+        def step(acc: Any, inp: tuple) -> tuple[Any, Any]:
+            return body(acc, *inp)
+
+        if nb > 1:
+            step = jax.checkpoint(step)
+        acc, out = jax.lax.scan(step, col_init, (blocks, *cut))
+        out = jax.tree_util.tree_map(lambda o: jnp.swapaxes(o, 0, 1).reshape((nb * k,) + o.shape[2:])[:n], out)
+        return acc, out
+
+    # ---------------------------------------------------------------- sweeps (generic: over row blocks)
 
     def row_lse(self, u: Array, v: Array, inv_eps: Array) -> Array:
-        hi, lo = _clamps(self.geom.dtype)
+        """One-pass ``log sum_j exp(u_i + v_j - C_ij / eps)``, ``[n]``, clamped to the dtype's range."""
+        hi, lo = _clamps(self.dtype)
 
         def body(acc: None, blk: Array, ub: Array) -> tuple[None, Array]:
-            return acc, jnp.log(jnp.sum(jnp.exp(self.geom.log_kernel(blk, ub, v, inv_eps)), axis=1))
+            return acc, jnp.log(jnp.sum(jnp.exp(self.log_block(blk, ub, v, inv_eps)), axis=1))
 
-        _, out = scan_rows(self.geom, body, None, (u,), (0.0,))
+        _, out = self.scan(body, None, (u,), (0.0,))
         return jnp.clip(out, lo, hi)
 
     def col_lse(self, u: Array, v: Array, inv_eps: Array) -> Array:
-        hi, lo = _clamps(self.geom.dtype)
+        """One-pass ``log sum_i exp(u_i + v_j - C_ij / eps)``, ``[m]``, clamped to the dtype's range."""
+        hi, lo = _clamps(self.dtype)
 
         def body(acc: Array, blk: Array, ub: Array) -> tuple[Array, None]:
-            return acc + jnp.sum(jnp.exp(self.geom.log_kernel(blk, ub, v, inv_eps)), axis=0), None
+            return acc + jnp.sum(jnp.exp(self.log_block(blk, ub, v, inv_eps)), axis=0), None
 
-        total, _ = scan_rows(self.geom, body, jnp.zeros_like(v), (u,), (-jnp.inf,))
+        total, _ = self.scan(body, jnp.zeros_like(v), (u,), (-jnp.inf,))
         return jnp.clip(jnp.log(total), lo, hi)
 
-    def row_max(self, v: Array, inv_eps: Array) -> Array:
-        zero = jnp.zeros((self.geom.shape[0],), self.geom.dtype)
+    def row_max(self, u: Array, v: Array, inv_eps: Array) -> Array:
+        """``max_j (u_i + v_j - C_ij / eps)``, ``[n]``."""
 
         def body(acc: None, blk: Array, ub: Array) -> tuple[None, Array]:
-            return acc, jnp.max(self.geom.log_kernel(blk, ub, v, inv_eps), axis=1)
+            return acc, jnp.max(self.log_block(blk, ub, v, inv_eps), axis=1)
 
-        _, out = scan_rows(self.geom, body, None, (zero,), (0.0,))
-        return out
+        return self.scan(body, None, (u,), (0.0,))[1]
 
-    def col_max(self, u: Array, inv_eps: Array) -> Array:
-        zero = jnp.zeros((self.geom.shape[1],), self.geom.dtype)
+    def col_max(self, u: Array, v: Array, inv_eps: Array) -> Array:
+        """``max_i (u_i + v_j - C_ij / eps)``, ``[m]``."""
 
         def body(acc: Array, blk: Array, ub: Array) -> tuple[Array, None]:
-            return jnp.maximum(acc, jnp.max(self.geom.log_kernel(blk, ub, zero, inv_eps), axis=0)), None
+            return jnp.maximum(acc, jnp.max(self.log_block(blk, ub, v, inv_eps), axis=0)), None
 
-        init = jnp.full((self.geom.shape[1],), -jnp.inf, self.geom.dtype)
-        total, _ = scan_rows(self.geom, body, init, (u,), (-jnp.inf,))
-        return total
+        init = jnp.full(v.shape, -jnp.inf, self.dtype)
+        return self.scan(body, init, (u,), (-jnp.inf,))[0]
 
-    def tree_flatten(self) -> tuple[tuple[PointCloud], None]:
-        return (self.geom,), None
+    def row_lse_exact(self, u: Array, v: Array, inv_eps: Array) -> Array:
+        """Exact, max-shifted ``log sum_j exp(u_i + v_j - C_ij / eps)`` (two passes): valid far from any
+        optimum, where the one-pass sweeps may clamp. ``-inf`` for a row whose terms are all ``-inf``."""
+        mx = self.row_max(u, v, inv_eps)
+        mx = jax.lax.stop_gradient(jnp.where(jnp.isfinite(mx), mx, 0.0))
+        return mx + self.row_lse(u - mx, v, inv_eps)
+
+    def col_lse_exact(self, u: Array, v: Array, inv_eps: Array) -> Array:
+        """Exact, max-shifted column log-sums, ``[m]`` (see :meth:`row_lse_exact`)."""
+        mx = self.col_max(u, v, inv_eps)
+        mx = jax.lax.stop_gradient(jnp.where(jnp.isfinite(mx), mx, 0.0))
+        return mx + self.col_lse(u, v - mx, inv_eps)
+
+    def max_cost(self) -> Array:
+        """The largest cost (the default start of an epsilon schedule)."""
+        zero = jnp.zeros((self.shape[0],), self.dtype)
+        return jnp.max(self.row_max(zero, jnp.zeros((self.shape[1],), self.dtype), -jnp.ones((), self.dtype)))
+
+    def finite(self) -> Array:
+        """``[]`` bool: whether every cost is finite (the in-graph check of traced input)."""
+        raise NotImplementedError
+
+
+@jax.tree_util.register_pytree_node_class
+class DenseKernel(Kernel):
+    """A stored cost matrix ``C[n, m]`` and ``epsilon``: one block, fused sweeps.
+
+    The row sweep is one fused reduction. For a large matrix the column sweep runs over blocks of rows (a
+    ``scan`` accumulating column sums), each block small enough to stay in cache: on a 2-core CPU at
+    n = 4000 an iteration takes 15.7 ms, against 25 ms with a direct column reduction or 19.8 ms with a
+    stored ``C^T``, and no second copy of the matrix is needed. A matrix that fits one block keeps ``C^T``
+    instead (cheap at that size), because a direct column reduction is slow under ``vmap``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> k = DenseKernel(jnp.zeros((3, 2)), jnp.ones(()))
+        >>> k.log_matrix(jnp.zeros(3), jnp.ones(2), jnp.ones(())).shape
+        (3, 2)
+    """
+
+    def __init__(self, cost_matrix: Array, epsilon: Array) -> None:
+        n, m = cost_matrix.shape
+        self.cost_matrix, self.epsilon = cost_matrix, epsilon
+        k = _row_block(n, m)
+        self.cost_t = cost_matrix.T if k == n else None
+        # Large matrices are also held in strided-chunk order (see _strided_chunks), so both sweeps read
+        # contiguous memory and a row-sharded matrix stays sharded; only O(n) vectors are permuted per sweep.
+        self.chunked = None if k == n else _strided_chunks(cost_matrix, n // k, k)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.cost_matrix.shape
+
+    @property
+    def dtype(self) -> Any:
+        return self.cost_matrix.dtype
+
+    def blocks(self) -> tuple[Array, int]:
+        return self.cost_matrix[None], self.shape[0]
+
+    def cost_block(self, block: Array) -> Array:
+        return block
+
+    def log_matrix(self, u: Array, v: Array, inv_eps: Array) -> Array:
+        """The whole ``[n, m]`` log block ``u_i + v_j - C_ij / eps`` (for solvers that read every entry)."""
+        return log_block(self.cost_matrix, u, v, inv_eps)
+
+    def row_lse(self, u: Array, v: Array, inv_eps: Array) -> Array:
+        if self.chunked is None:
+            return _lse_rows(self.cost_matrix, u, v, inv_eps)
+        nb, k, m = self.chunked.shape
+        hi, lo = _clamps(self.dtype)
+        z = _strided_chunks(u, nb, k)[:, :, None] + v[None, None, :] - self.chunked * inv_eps
+        out = jnp.clip(jnp.log(jnp.sum(jnp.exp(z), axis=2)), lo, hi)
+        return jnp.swapaxes(out, 0, 1).reshape(nb * k)
+
+    def col_lse(self, u: Array, v: Array, inv_eps: Array) -> Array:
+        if self.cost_t is not None:
+            return _lse_rows(self.cost_t, v, u, inv_eps)
+        nb, k, m = self.chunked.shape
+        hi, lo = _clamps(self.dtype)
+
+        def block(acc: Array, cu: tuple[Array, Array]) -> tuple[Array, None]:
+            cb, ub = cu
+            return acc + jnp.sum(jnp.exp(log_block(cb, ub, v, inv_eps)), axis=0), None
+
+        init = jnp.zeros((m,), self.dtype)
+        total, _ = jax.lax.scan(block, init, (self.chunked, _strided_chunks(u, nb, k)))
+        return jnp.clip(jnp.log(total), lo, hi)
+
+    def row_max(self, u: Array, v: Array, inv_eps: Array) -> Array:
+        return jnp.max(self.log_matrix(u, v, inv_eps), axis=1)
+
+    def col_max(self, u: Array, v: Array, inv_eps: Array) -> Array:
+        return jnp.max(self.log_matrix(u, v, inv_eps), axis=0)
+
+    def max_cost(self) -> Array:
+        return jnp.max(self.cost_matrix)
+
+    def finite(self) -> Array:
+        return jnp.all(jnp.isfinite(self.cost_matrix))
+
+    def tree_flatten(self) -> tuple[tuple, None]:
+        return (self.cost_matrix, self.epsilon, self.cost_t, self.chunked), None
 
     @classmethod
-    def tree_unflatten(cls, aux: None, children: tuple[PointCloud]) -> _OnlineKernel:
-        return cls(children[0])
+    def tree_unflatten(cls, aux: None, children: tuple) -> DenseKernel:
+        obj = object.__new__(cls)
+        obj.cost_matrix, obj.epsilon, obj.cost_t, obj.chunked = children
+        return obj
+
+
+@jax.tree_util.register_pytree_node_class
+class OnlineKernel(Kernel):
+    """Points ``x[n, d]``, ``y[m, d]`` (already centred where the cost allows), a cost and ``epsilon``: every
+    pass recomputes the costs chunk by chunk, memory ``O((n + m) d + k m)``, in the solver and in reverse-mode
+    gradients alike.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> from ott_fast.costs import SqEuclidean
+        >>> k = OnlineKernel(jnp.zeros((5, 2)), jnp.ones((3, 2)), SqEuclidean(), jnp.ones(()), 2)
+        >>> k.blocks()[0].shape, k.max_cost().tolist()
+        ((3, 2, 2), 2.0)
+    """
+
+    def __init__(self, x: Array, y: Array, cost: Cost, epsilon: Array, chunk_size: int) -> None:
+        self.x, self.y, self.cost, self.epsilon, self.chunk_size = x, y, cost, epsilon, chunk_size
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.x.shape[0], self.y.shape[0]
+
+    @property
+    def dtype(self) -> Any:
+        return self.x.dtype
+
+    def blocks(self) -> tuple[Array, int]:
+        """Strided chunks of ``x`` (zero-padded): ``[nb, k, d]``."""
+        n, k = self.shape[0], self.chunk_size
+        nb = -(-n // k)
+        x = self.x if nb * k == n else jnp.concatenate([self.x, jnp.zeros((nb * k - n, self.x.shape[1]), self.dtype)])
+        return _strided_chunks(x, nb, k), k
+
+    def cost_block(self, block: Array) -> Array:
+        return self.cost.all_pairs(block, self.y)
+
+    def log_block(self, block: Array, u: Array, v: Array, inv_eps: Array) -> Array:
+        """Squared Euclidean folds the norms into the potentials,
+        ``(u - |x|^2/eps)_i + (v - |y|^2/eps)_j + (2/eps) x_i . y_j``, leaving one matrix product per chunk:
+        adding the norms and clamping inside the chunk made XLA fuse the product into a generated loop, 4x
+        slower (23.6 ms instead of 6.0 ms for a 500 x 10,000 chunk in d = 64). The points are centred
+        (:class:`PointCloud`), so the folded norms stay of the order of the clouds' spread."""
+        if isinstance(self.cost, SqEuclidean):
+            row = u - jnp.sum(block * block, axis=1) * inv_eps
+            col = v - jnp.sum(self.y * self.y, axis=1) * inv_eps
+            return row[:, None] + col[None, :] + (2.0 * inv_eps) * self.cost.cross(block, self.y)
+        return log_block(self.cost_block(block), u, v, inv_eps)
+
+    def finite(self) -> Array:
+        return jnp.all(jnp.isfinite(self.x)) & jnp.all(jnp.isfinite(self.y))
+
+    def tree_flatten(self) -> tuple[tuple, int]:
+        return (self.x, self.y, self.cost, self.epsilon), self.chunk_size
+
+    @classmethod
+    def tree_unflatten(cls, aux: int, children: tuple) -> OnlineKernel:
+        return cls(*children, aux)
 
 
 @jax.tree_util.register_pytree_node_class
@@ -291,9 +399,12 @@ class Geometry:
     """A cost matrix ``C[n, m]`` and the regularisation ``epsilon``.
 
     Args:
-        cost_matrix: ``[n, m]`` floating array.
+        cost_matrix: ``[n, m]`` floating array. A NumPy (host) matrix is checked for NaN or inf here; a
+            device array is checked inside the solve instead (no copy to the host), where a non-finite
+            entry makes the solve report invalid input.
         epsilon: entropic regularisation, > 0; absolute unless ``relative_epsilon`` is set.
         relative_epsilon: ``None``, ``"mean"`` or ``"std"``: multiply ``epsilon`` by that statistic of ``C``.
+            The statistic is a constant in gradients (``stop_gradient``), as everywhere in ott_fast.
 
     Example:
         >>> import jax.numpy as jnp, ott_fast as otf
@@ -306,8 +417,7 @@ class Geometry:
         c = val.as_float_array("cost_matrix", cost_matrix)
         if c.ndim != 2 or 0 in c.shape:
             raise ValueError(f"cost_matrix: expected a non-empty [n, m] matrix, got shape {c.shape}.")
-        if val.is_concrete(c) and not np.all(np.isfinite(np.asarray(c))):
-            raise ValueError("cost_matrix: contains NaN or inf values.")
+        val.check_finite_host("cost_matrix", cost_matrix)
         self.cost_matrix = c
         self.epsilon = _resolve_epsilon(
             epsilon, relative_epsilon, lambda s: jnp.mean(c) if s == "mean" else jnp.std(c), c.dtype
@@ -322,21 +432,9 @@ class Geometry:
     def dtype(self) -> Any:
         return self.cost_matrix.dtype
 
-    def prepared(self) -> _DenseKernel:
-        """The form the solver loop runs on."""
-        return _DenseKernel(self.cost_matrix, self.epsilon)
-
-    def row_chunks(self) -> tuple[Array, int]:
-        """``(blocks[nb, k, ...], k)``: the data :func:`scan_rows` recomputes cost blocks from (one block)."""
-        return self.cost_matrix[None], self.shape[0]
-
-    def cost_block(self, block: Array) -> Array:
-        """The ``[k, m]`` costs of one row block."""
-        return block
-
-    def log_kernel(self, block: Array, u: Array, v: Array, inv_eps: Array) -> Array:
-        """``u_i + v_j - C_ij / eps`` for one row block."""
-        return u[:, None] + v[None, :] - block * inv_eps
+    def kernel(self) -> DenseKernel:
+        """The :class:`Kernel` every pass over the plan runs on: the stored matrix."""
+        return DenseKernel(self.cost_matrix, self.epsilon)
 
     def tree_flatten(self) -> tuple[tuple[Array, Array], None]:
         return (self.cost_matrix, self.epsilon), None
@@ -360,21 +458,33 @@ class PointCloud:
         y: ``[m, d]`` target points.
         cost: a :class:`~ott_fast.costs.Cost` instance or any function ``c(x[d], y[d]) -> scalar``.
         epsilon: entropic regularisation, > 0; absolute unless ``relative_epsilon`` is set.
-        relative_epsilon: ``None``, ``"mean"`` or ``"std"`` of the cost matrix as the unit of ``epsilon``.
+        relative_epsilon: ``None``, ``"mean"`` or ``"std"`` of the cost matrix as the unit of ``epsilon``
+            (a constant in gradients: ``stop_gradient``).
         chunk_size: ``None`` stores the cost matrix (dense), unless it would exceed ``2**28`` entries
             (1 GiB in float32), in which case the geometry is online with an automatic chunk size.
             An int, or ``"auto"``, makes it online: the costs are recomputed in chunks of that many rows
             (``"auto"``: about ``2**23`` entries per chunk), never storing the ``n x m`` matrix, in the
             solver and in reverse-mode gradients alike.
 
-    The squared Euclidean matrix is computed as ``|x|^2 + |y|^2 - 2 x y^T`` (one matrix product), and its
-    mean in closed form, ``O((n + m) d)``.
+    **Translation.** For translation-invariant costs (``cost.translation_invariant``: squared Euclidean,
+    Euclidean, p-norms, every :class:`~ott_fast.costs.TICost` ``h(x - y)``), both clouds are centred by
+    one common shift, the midpoint of their means, before any cost is formed (dense or online). Translating
+    both clouds then changes no result beyond the rounding of the inputs themselves, and float32 keeps its
+    accuracy far from the origin: the squared Euclidean matrix ``|x|^2 + |y|^2 - 2 x y^T`` would otherwise
+    cancel catastrophically (at a shift of 300 times the spread, the plan's marginals were off by 6 in L1).
+    Costs that are not translation-invariant (:class:`~ott_fast.costs.Cosine`, user functions) see the
+    points as given: their accuracy is the user's choice of coordinates. The shift is held constant in
+    gradients (for a translation-invariant cost its derivative is zero).
+
+    The squared Euclidean matrix is computed as ``|x|^2 + |y|^2 - 2 x y^T`` (one matrix product at full
+    float32 precision, see :class:`~ott_fast.costs.SqEuclidean`), and its mean in closed form.
 
     Example:
         >>> import jax, ott_fast as otf
         >>> x = jax.random.normal(jax.random.PRNGKey(0), (3, 2))
-        >>> otf.PointCloud(x, x, epsilon=1.0).cost_matrix.shape
-        (3, 3)
+        >>> geom = otf.PointCloud(x, x + 1e4, epsilon=1.0)
+        >>> geom.cost_matrix.shape, bool(abs(geom.cost_matrix - 2e8).max() < 1e3)
+        ((3, 3), True)
     """
 
     def __init__(
@@ -387,35 +497,46 @@ class PointCloud:
         relative_epsilon: RelativeEpsilon = None,
         chunk_size: int | Literal["auto"] | None = None,
     ) -> None:
-        x = val.check_points("x", x)
-        y = val.check_points("y", y)
-        if x.shape[1] != y.shape[1]:
-            raise ValueError(f"x, y: dimensions differ, x is [n, {x.shape[1]}] and y is [m, {y.shape[1]}].")
-        dtype = jnp.result_type(x, y)
-        self.x, self.y = x.astype(dtype), y.astype(dtype)
+        xa = val.check_points("x", x)
+        ya = val.check_points("y", y)
+        if xa.shape[1] != ya.shape[1]:
+            raise ValueError(f"x, y: dimensions differ, x is [n, {xa.shape[1]}] and y is [m, {ya.shape[1]}].")
+        dtype = jnp.result_type(xa, ya)
+        self.x, self.y = xa.astype(dtype), ya.astype(dtype)
         self.cost = as_cost(cost)
-        self.chunk_size = _resolve_chunk(chunk_size, x.shape[0], y.shape[0])
+        self.shift = None
+        if self.cost.translation_invariant:
+            self.shift = jax.lax.stop_gradient(0.5 * (jnp.mean(self.x, 0) + jnp.mean(self.y, 0)))
+        self.chunk_size = _resolve_chunk(chunk_size, xa.shape[0], ya.shape[0])
         self.epsilon = _resolve_epsilon(epsilon, relative_epsilon, self._cost_stat, dtype)
+
+    def centred(self) -> tuple[Array, Array]:
+        """``(x - shift, y - shift)``: the points every cost is formed from (as given when the cost is not
+        translation-invariant)."""
+        if self.shift is None:
+            return self.x, self.y
+        return self.x - self.shift, self.y - self.shift
 
     def _cost_stat(self, stat: str) -> Array:
         """``"mean"``, ``"std"`` or ``"max"`` of the cost matrix, in chunks when online."""
         if stat == "mean" and isinstance(self.cost, SqEuclidean):
-            x, y = self.x, self.y
+            x, y = self.centred()
             return jnp.mean(jnp.sum(x * x, 1)) + jnp.mean(jnp.sum(y * y, 1)) - 2.0 * jnp.mean(x, 0) @ jnp.mean(y, 0)
         if self.chunk_size is None:
             c = self.cost_matrix
             return {"mean": jnp.mean, "std": jnp.std, "max": jnp.max}[stat](c)
         n, m = self.shape
+        kern = OnlineKernel(*self.centred(), self.cost, jnp.ones((), self.dtype), self.chunk_size)  # costs only
 
         def body(acc: tuple[Array, Array, Array], blk: Array, keep: Array) -> tuple[tuple[Array, Array, Array], None]:
-            c = self.cost_block(blk)
+            c = kern.cost_block(blk)
             big = jnp.max(jnp.where(keep[:, None] > 0, c, -jnp.inf))
             c = c * keep[:, None]  # the padded rows of the last chunk count for nothing
             return (acc[0] + c.sum(), acc[1] + (c * c).sum(), jnp.maximum(acc[2], big)), None
 
         zero = jnp.zeros((), self.dtype)
         init = (zero, zero, jnp.full((), -jnp.inf, self.dtype))
-        (s1, s2, top), _ = scan_rows(self, body, init, (jnp.ones((n,), self.dtype),), (0.0,))
+        (s1, s2, top), _ = kern.scan(body, init, (jnp.ones((n,), self.dtype),), (0.0,))
         if stat == "max":
             return top
         mean = s1 / (n * m)
@@ -437,44 +558,23 @@ class PointCloud:
 
     @property
     def cost_matrix(self) -> Array:
-        """The dense ``[n, m]`` cost matrix (computed on each access)."""
-        return self.cost.all_pairs(self.x, self.y)
+        """The dense ``[n, m]`` cost matrix (computed from the centred points on each access)."""
+        return self.cost.all_pairs(*self.centred())
 
-    def prepared(self) -> _DenseKernel | _OnlineKernel:
-        """The form the solver loop runs on: the stored cost matrix, or the chunked passes if online."""
+    def kernel(self) -> DenseKernel | OnlineKernel:
+        """The :class:`Kernel` every pass over the plan runs on: the stored matrix, or chunks if online."""
         if self.online:
-            return _OnlineKernel(self)
-        return _DenseKernel(self.cost_matrix, self.epsilon)
+            x, y = self.centred()
+            return OnlineKernel(x, y, self.cost, self.epsilon, self.chunk_size)
+        return DenseKernel(self.cost_matrix, self.epsilon)
 
-    def row_chunks(self) -> tuple[Array, int]:
-        """``(blocks[nb, k, d], k)``: strided chunks of ``x`` (zero-padded), one chunk when dense."""
-        n, k = self.shape[0], self.chunk_size or self.shape[0]
-        nb = -(-n // k)
-        x = self.x if nb * k == n else jnp.concatenate([self.x, jnp.zeros((nb * k - n, self.x.shape[1]), self.dtype)])
-        return _strided_chunks(x, nb, k), k
-
-    def cost_block(self, block: Array) -> Array:
-        """The ``[k, m]`` costs between a chunk of ``x`` and ``y``."""
-        return self.cost.all_pairs(block, self.y)
-
-    def log_kernel(self, block: Array, u: Array, v: Array, inv_eps: Array) -> Array:
-        """``u_i + v_j - C_ij / eps`` for a chunk of ``x``. Squared Euclidean folds the norms into the
-        potentials, ``(u - |x|^2/eps)_i + (v - |y|^2/eps)_j + (2/eps) x_i . y_j``, leaving one matrix product
-        per chunk: adding the norms and clamping inside the chunk made XLA fuse the product into a
-        generated loop, 4x slower (23.6 ms instead of 6.0 ms for a 500 x 10,000 chunk in d = 64)."""
-        if isinstance(self.cost, SqEuclidean):
-            row = u - jnp.sum(block * block, axis=1) * inv_eps
-            col = v - jnp.sum(self.y * self.y, axis=1) * inv_eps
-            return row[:, None] + col[None, :] + (2.0 * inv_eps) * (block @ self.y.T)
-        return u[:, None] + v[None, :] - self.cost_block(block) * inv_eps
-
-    def tree_flatten(self) -> tuple[tuple[Array, Array, Cost, Array], int | None]:
-        return (self.x, self.y, self.cost, self.epsilon), self.chunk_size
+    def tree_flatten(self) -> tuple[tuple, int | None]:
+        return (self.x, self.y, self.cost, self.epsilon, self.shift), self.chunk_size
 
     @classmethod
-    def tree_unflatten(cls, aux: int | None, children: tuple[Array, Array, Cost, Array]) -> PointCloud:
+    def tree_unflatten(cls, aux: int | None, children: tuple) -> PointCloud:
         obj = object.__new__(cls)
-        obj.x, obj.y, obj.cost, obj.epsilon = children
+        obj.x, obj.y, obj.cost, obj.epsilon, obj.shift = children
         obj.chunk_size = aux
         return obj
 

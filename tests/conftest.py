@@ -1,6 +1,12 @@
+import os
+import sys
+
 import jax
 import numpy as np
 import pytest
+
+# The repository root, so tests can import the benchmark runners (benchmarks/ is not part of the package).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture

@@ -104,7 +104,7 @@ def test_warm_start_converges_at_once(x64):
     x, y, a, b = random_problem(seed=5)
     geom = otf.PointCloud(x, y, epsilon=0.05)
     out = otf.sinkhorn(geom, a, b, tol=1e-8, max_iters=5000)
-    warm = otf.sinkhorn(geom, a, b, tol=1e-8, init=(out.f, out.g))
+    warm = otf.sinkhorn(geom, a, b, tol=1e-8, init=(None, out.g))
     assert bool(warm.converged) and int(warm.n_iters) <= 6 < int(out.n_iters)
 
 

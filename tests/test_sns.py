@@ -141,8 +141,8 @@ def test_input_errors():
     geom = otf.Geometry(np.ones((3, 3)), epsilon=0.1)
     with pytest.raises(ValueError, match="balanced"):
         otf.sns(geom, np.full(3, 0.5), np.full(3, 1 / 3))
-    with pytest.raises(ValueError, match="positive weights"):
-        otf.sns(geom, np.array([0.5, 0.5, 0.0]), np.full(3, 1 / 3))
+    absent = otf.sns(geom, np.array([0.5, 0.5, 0.0]), np.full(3, 1 / 3))  # a zero weight is an absent point
+    assert bool(absent.converged) and np.all(np.asarray(absent.matrix)[2] == 0)
     online = otf.PointCloud(np.zeros((8, 2)), np.ones((8, 2)), epsilon=0.1, chunk_size=4)
     with pytest.raises(ValueError, match="dense"):
         otf.sns(online)

@@ -2,15 +2,19 @@
 
 Modules: :mod:`~ott_fast.entropic.sinkhorn` (the solver and its output), :mod:`~ott_fast.entropic.sns`
 (Newton steps on a sparsified Hessian after a Sinkhorn warm-up), :mod:`~ott_fast.entropic.dual` (the dual
-value, the marginal penalties and the implicit backward pass shared by both solvers) and
-:mod:`~ott_fast.entropic.divergence`.
+value, the marginal penalties, the plan's derived quantities and the implicit backward pass shared by both
+solvers), :mod:`~ott_fast.entropic.driver` (status, the ``converged`` check, gradients and batching shared
+by the solvers) and :mod:`~ott_fast.entropic.divergence`.
 """
 
 from ott_fast.entropic.divergence import sinkhorn_divergence
+from ott_fast.entropic.driver import Status, describe
 from ott_fast.entropic.sinkhorn import EpsilonSchedule, SinkhornOutput, sinkhorn
 from ott_fast.entropic.sns import NewtonDiagnostics, SNSOutput, sns
 
 __all__ = [
+    "Status",
+    "describe",
     "sinkhorn",
     "SinkhornOutput",
     "EpsilonSchedule",

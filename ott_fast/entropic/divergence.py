@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
+from ott_fast import _validation as val
 from ott_fast.costs import Cost
 from ott_fast.entropic.sinkhorn import sinkhorn
 from ott_fast.geometry import PointCloud, RelativeEpsilon
@@ -13,6 +15,11 @@ from ott_fast.geometry import PointCloud, RelativeEpsilon
 Array = jax.Array
 
 __all__ = ["sinkhorn_divergence"]
+
+# sinkhorn's options that are static (shapes of the loop, method choices); every other option is traced.
+_STATIC_OPTIONS = frozenset(
+    {"max_iters", "check_every", "acceleration", "implicit_diff", "cg_maxiter", "batching", "throw"}
+)
 
 
 def sinkhorn_divergence(
@@ -29,16 +36,23 @@ def sinkhorn_divergence(
 ) -> Array:
     """Debiased Sinkhorn divergence between ``(x[n, d], a[n])`` and ``(y[m, d], b[m])``.
 
-    Uses the KL-form entropic cost (``SinkhornOutput.reg_ot_cost``) for the three terms, all at the same
-    absolute epsilon (a relative epsilon is resolved on the ``x``-``y`` cost matrix). It is >= 0 for the
-    squared Euclidean cost, and exactly 0 when ``x == y`` and ``a == b``. Gradients flow to ``x``, ``y``,
-    ``a``, ``b`` and ``epsilon`` (implicit differentiation of each solve).
+    ``S = OT(a, b) - OT(a, a) / 2 - OT(b, b) / 2 + eps (m(a) - m(b))^2 / 2`` with the KL-form entropic cost
+    (``SinkhornOutput.reg_ot_cost``) for the three terms, all at the same absolute epsilon (a relative
+    epsilon is resolved on the ``x``-``y`` cost matrix, its scale a constant in gradients). The last term,
+    with ``m(a) = sum(a)``, is Sejourne et al.'s (2019) correction for unbalanced problems (``tau < 1``):
+    without it the divergence can be negative when the masses differ; it is 0 for balanced problems.
+    ``S >= 0`` for the squared Euclidean cost, and exactly 0 when ``x == y`` and ``a == b``. Gradients flow
+    to ``x``, ``y``, ``a``, ``b`` and ``epsilon`` (implicit differentiation of each solve). NaN when any of
+    the three solves saw invalid input or non-finite values (their ``status`` says why).
+
+    The three solves and the combination are compiled together once per problem structure, so an eager
+    call costs about what a jitted one does.
 
     Args:
         x, y: ``[n, d]``, ``[m, d]`` points.  a, b: ``[n]``, ``[m]`` weights, uniform if ``None``.
         epsilon, cost, relative_epsilon, chunk_size: as in :class:`~ott_fast.PointCloud` (``chunk_size``
             makes all three solves online, for gradients too).
-        **solver_kwargs: passed to :func:`~ott_fast.sinkhorn` (``tol``, ``max_iters``, ...).
+        **solver_kwargs: passed to :func:`~ott_fast.sinkhorn` (``tol``, ``max_iters``, ``tau_a``, ...).
 
     Example:
         >>> import jax, ott_fast as otf
@@ -47,10 +61,30 @@ def sinkhorn_divergence(
         0.0
     """
     geom_xy = PointCloud(x, y, cost=cost, epsilon=epsilon, relative_epsilon=relative_epsilon, chunk_size=chunk_size)
+    n, m = geom_xy.shape
+    a = val.check_weights("a", a, n, geom_xy.dtype)
+    b = val.check_weights("b", b, m, geom_xy.dtype)
+    static = tuple(sorted((k, v) for k, v in solver_kwargs.items() if k in _STATIC_OPTIONS))
+    traced = {k: v for k, v in solver_kwargs.items() if k not in _STATIC_OPTIONS}
+    tau_a, tau_b = solver_kwargs.get("tau_a", 1.0), solver_kwargs.get("tau_b", 1.0)
+    val.check_tau("tau_a", tau_a)
+    val.check_tau("tau_b", tau_b)
+    val.check_nonnegative("tol", solver_kwargs.get("tol", 1e-3))
+    if val.is_concrete(tau_a, tau_b) and float(tau_a) == 1.0 and float(tau_b) == 1.0:
+        val.check_mass(a, b, geom_xy.dtype)
+    return _divergence(static, geom_xy, a, b, traced)
+
+
+@jax.jit(static_argnums=(0,))
+def _divergence(static: tuple, geom_xy: PointCloud, a: Array, b: Array, traced: dict) -> Array:
+    kw = {**dict(static), **traced}
     eps = geom_xy.epsilon
-    geom_xx = PointCloud(geom_xy.x, geom_xy.x, cost=geom_xy.cost, epsilon=eps, chunk_size=chunk_size)
-    geom_yy = PointCloud(geom_xy.y, geom_xy.y, cost=geom_xy.cost, epsilon=eps, chunk_size=chunk_size)
-    out_xy = sinkhorn(geom_xy, a, b, **solver_kwargs)
-    out_xx = sinkhorn(geom_xx, out_xy.a, out_xy.a, **solver_kwargs)
-    out_yy = sinkhorn(geom_yy, out_xy.b, out_xy.b, **solver_kwargs)
-    return out_xy.reg_ot_cost - 0.5 * (out_xx.reg_ot_cost + out_yy.reg_ot_cost)
+    geom_xx = PointCloud(geom_xy.x, geom_xy.x, cost=geom_xy.cost, epsilon=eps, chunk_size=geom_xy.chunk_size)
+    geom_yy = PointCloud(geom_xy.y, geom_xy.y, cost=geom_xy.cost, epsilon=eps, chunk_size=geom_xy.chunk_size)
+    out_xy = sinkhorn(geom_xy, a, b, **kw)
+    out_xx = sinkhorn(geom_xx, a, a, **kw)
+    out_yy = sinkhorn(geom_yy, b, b, **kw)
+    mass_term = 0.5 * eps * (jnp.sum(a) - jnp.sum(b)) ** 2
+    value = out_xy.reg_ot_cost - 0.5 * (out_xx.reg_ot_cost + out_yy.reg_ot_cost) + mass_term
+    failed = jnp.isnan(out_xy.error) | jnp.isnan(out_xx.error) | jnp.isnan(out_yy.error)
+    return jnp.where(failed, jnp.nan, value)

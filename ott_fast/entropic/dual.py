@@ -1,9 +1,14 @@
-"""The entropic dual, the plan it defines, and implicit differentiation of its maximiser.
+"""The entropic dual, the plan it defines, and implicit differentiation of its maximiser: the one place for
+each of these, shared by Sinkhorn, SNS, the divergence, the Monge gap and the curves.
 
 Dual (KL form, balanced when ``tau = 1``):
 ``D(f, g) = sum_i a_i psi_a(f_i) + sum_j b_j psi_b(g_j) - eps (sum_ij P_ij - sum(a) sum(b))`` with
 ``P_ij = a_i b_j exp((f_i + g_j - C_ij) / eps)``, ``psi(f) = f`` (balanced) or ``-rho expm1(-f / rho)``,
 ``rho = eps tau / (1 - tau)``. Sinkhorn maximises ``D``; at the maximiser ``D`` is the entropic OT cost.
+
+Every plan entry is formed by the geometry's :class:`~ott_fast.geometry.Kernel`. Weights enter the derived
+quantities as factors, ``P = a_i exp(...) b_j``, not through ``log a``: a zero weight then gives exactly zero
+mass *and* a finite gradient (``dD/da_i`` is the potential ``f_i``), where ``log 0`` would give NaN.
 """
 
 from __future__ import annotations
@@ -13,33 +18,99 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ott_fast.geometry import scan_rows
-
 Array = jax.Array
 
 
-def _rho(eps: Array, tau: Array) -> tuple[Array, Array]:
-    """``(unbalanced, rho)`` with a finite placeholder ``rho`` where balanced (keeps gradients NaN-free)."""
+# ------------------------------------------------------------------------ weights and marginal penalties
+
+
+@jax.custom_jvp
+def safe_log(w: Array) -> Array:
+    """``log w`` (``-inf`` at 0) whose derivative is ``1 / w`` where ``w > 0`` and 0 where ``w = 0``, so a
+    zero weight in a solver's sweeps yields no NaN gradient (its mass is 0 whatever its log's tangent)."""
+    return jnp.log(w)
+
+
+@safe_log.defjvp
+def _safe_log_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
+    (w,), (dw,) = primals, tangents
+    pos = w > 0
+    return jnp.log(w), jnp.where(pos, dw / jnp.where(pos, w, 1.0), 0.0)
+
+
+def _split_weight(w: Array) -> tuple[Array, Array]:
+    """``(log_part, factor)`` with ``exp(log_part) * factor = w``: ``(log w, 1)`` where ``w > 0``, ``(0, w)``
+    where ``w = 0``, so that the plan's derivative with respect to a zero weight is finite and exact."""
+    pos = w > 0
+    return jnp.log(jnp.where(pos, w, 1.0)), jnp.where(pos, 1.0, w)
+
+
+def rho(eps: Array, tau: Array) -> tuple[Array, Array]:
+    """``(unbalanced, rho)``: ``rho = eps tau / (1 - tau)``, a finite placeholder where balanced."""
     unbalanced = tau < 1
     return unbalanced, jnp.where(unbalanced, eps * tau / jnp.where(unbalanced, 1 - tau, 1.0), 1.0)
 
 
 def psi(f: Array, eps: Array, tau: Array) -> Array:
     """Conjugate marginal penalty term of the dual: ``f`` (balanced) or ``-rho expm1(-f / rho)``."""
-    unbalanced, rho = _rho(eps, tau)
-    return jnp.where(unbalanced, -rho * jnp.expm1(-f / rho), f)
+    unbalanced, r = rho(eps, tau)
+    return jnp.where(unbalanced, -r * jnp.expm1(-f / r), f)
 
 
 def psi_prime(f: Array, eps: Array, tau: Array) -> Array:
     """``psi'(f)``: the target marginal factor, ``1`` (balanced) or ``exp(-f / rho)``."""
-    unbalanced, rho = _rho(eps, tau)
-    return jnp.where(unbalanced, jnp.exp(-f / rho), 1.0)
+    unbalanced, r = rho(eps, tau)
+    return jnp.where(unbalanced, jnp.exp(-f / r), 1.0)
 
 
-def _plan_scan(
+def psi_diff(f: Array, d: Array, eps: Array, tau: Array) -> Array:
+    """``psi(f + d) - psi(f)`` without cancellation: ``d``, or ``-rho e^{-f/rho} expm1(-d/rho)``."""
+    unbalanced, r = rho(eps, tau)
+    return jnp.where(unbalanced, -r * jnp.exp(-f / r) * jnp.expm1(-d / r), d)
+
+
+def curvature(f: Array, w: Array, eps: Array, tau: Array) -> Array:
+    """``-eps w psi''(f) = w exp(-f / rho) eps / rho``: the marginal penalty's share of ``eps H``' diagonal."""
+    unbalanced, r = rho(eps, tau)
+    return jnp.where(unbalanced, w * jnp.exp(-f / r) * eps / r, 0.0)
+
+
+# ----------------------------------------------------------------- the dual value and the marginal error
+
+
+def dual_value(f: Array, g: Array, a: Array, b: Array, mass: Array, eps: Array, tau_a: Any, tau_b: Any) -> Array:
+    """``D(f, g)`` given the plan's mass ``sum_ij P_ij`` (the only term that needs a pass over the plan)."""
+    penalties = jnp.sum(a * psi(f, eps, tau_a)) + jnp.sum(b * psi(g, eps, tau_b))
+    return penalties - eps * (mass - jnp.sum(a) * jnp.sum(b))
+
+
+def marginal_error(
+    f: Array, g: Array, log_r: Array, log_c: Array, a: Array, b: Array, eps: Array, tau_a: Any, tau_b: Any
+) -> Array:
+    """The L1 marginal violation ``|P 1 - a psi_a'(f)|_1 + |P^T 1 - b psi_b'(g)|_1`` (DESIGN.md's error; the
+    targets are ``a``, ``b`` when balanced), from the log row and column sums *without* the weights:
+    ``(P 1)_i = a_i exp(log_r_i)``, ``(P^T 1)_j = b_j exp(log_c_j)``."""
+    row = a * (jnp.exp(log_r) - psi_prime(f, eps, tau_a))
+    col = b * (jnp.exp(log_c) - psi_prime(g, eps, tau_b))
+    return jnp.sum(jnp.abs(row)) + jnp.sum(jnp.abs(col))
+
+
+def exact_sums(f: Array, g: Array, kernel: Any, a: Array, b: Array) -> tuple[Array, Array]:
+    """Exact (max-shifted) ``(log_r[n], log_c[m])`` at ``(f, g)``, weights excluded as in :func:`marginal_error`:
+    the sums the returned plan has, whatever state a solver's one-pass sweeps carried."""
+    inv = 1.0 / kernel.epsilon
+    log_r = kernel.row_lse_exact(f * inv, g * inv + safe_log(b), inv)
+    log_c = kernel.col_lse_exact(f * inv + safe_log(a), g * inv, inv)
+    return log_r, log_c
+
+
+# --------------------------------------------------------------------------- the plan and its quantities
+
+
+def plan_scan(
     f: Array,
     g: Array,
-    geom: Any,
+    kernel: Any,
     a: Array,
     b: Array,
     body: Any,
@@ -47,49 +118,61 @@ def _plan_scan(
     rows: tuple[Array, ...] = (),
     pads: tuple[float, ...] = (),
 ) -> tuple[Any, Any]:
-    """``body(acc, P_block[k, m], block, *row_blocks)`` over row chunks of the plan (``block``: the chunk's
-    row data, whose costs are ``geom.cost_block(block)``)."""
-    inv = 1.0 / geom.epsilon
-    v = g * inv + jnp.log(b)
+    """``body(acc, P_block[k, m], block, *row_blocks)`` over the kernel's row blocks of the plan
+    ``P = a_i b_j exp((f_i + g_j - C_ij) / eps)`` (``block``: the chunk's row data, whose costs are
+    ``kernel.cost_block(block)``)."""
+    inv = 1.0 / kernel.epsilon
+    la, fa = _split_weight(a)
+    lb, fb = _split_weight(b)
+    v = g * inv + lb
 
-    def step(acc: Any, blk: Array, u: Array, *rb: Array) -> tuple[Any, Any]:
-        return body(acc, jnp.exp(geom.log_kernel(blk, u, v, inv)), blk, *rb)
+    def step(acc: Any, blk: Array, u: Array, wa: Array, *rb: Array) -> tuple[Any, Any]:
+        p = jnp.exp(kernel.log_block(blk, u, v, inv)) * wa[:, None] * fb[None, :]
+        return body(acc, p, blk, *rb)
 
-    return scan_rows(geom, step, col_init, (f * inv + jnp.log(a), *rows), (-jnp.inf, *pads))
+    return kernel.scan(step, col_init, (f * inv + la, fa, *rows), (-jnp.inf, 0.0, *pads))
 
 
 def plan(f: Array, g: Array, geom: Any, a: Array, b: Array) -> Array:
     """``P[n, m] = a_i b_j exp((f_i + g_j - C_ij) / eps)`` (materialised, also for online geometries)."""
-    return _plan_scan(f, g, geom, a, b, lambda acc, p, c: (acc, p), None)[1]
+    return plan_scan(f, g, geom.kernel(), a, b, lambda acc, p, c: (acc, p), None)[1]
 
 
 def plan_mass(f: Array, g: Array, geom: Any, a: Array, b: Array) -> Array:
     """``sum_ij P_ij``, in chunks for online geometries."""
     zero = jnp.zeros((), geom.dtype)
-    return _plan_scan(f, g, geom, a, b, lambda acc, p, c: (acc + jnp.sum(p), None), zero)[0]
+    return plan_scan(f, g, geom.kernel(), a, b, lambda acc, p, c: (acc + jnp.sum(p), None), zero)[0]
 
 
 def plan_cost(f: Array, g: Array, geom: Any, a: Array, b: Array) -> Array:
     """``<P, C>``, in chunks for online geometries."""
+    kern = geom.kernel()
     zero = jnp.zeros((), geom.dtype)
-    body = lambda acc, p, blk: (acc + jnp.sum(p * geom.cost_block(blk)), None)  # noqa: E731
-    return _plan_scan(f, g, geom, a, b, body, zero)[0]
+    body = lambda acc, p, blk: (acc + jnp.sum(p * kern.cost_block(blk)), None)  # noqa: E731
+    return plan_scan(f, g, kern, a, b, body, zero)[0]
 
 
 def plan_apply(f: Array, g: Array, geom: Any, a: Array, b: Array, vec: Array, axis: int) -> Array:
     """``P^T vec`` for ``vec[n, ...]`` (``axis=0``) or ``P vec`` for ``vec[m, ...]`` (``axis=1``), in chunks."""
+    kern = geom.kernel()
     if axis == 0:
         init = jnp.zeros((geom.shape[1],) + vec.shape[1:], jnp.result_type(vec, geom.dtype))
         body = lambda acc, p, c, vb: (acc + jnp.tensordot(p, vb, axes=(0, 0)), None)  # noqa: E731
-        return _plan_scan(f, g, geom, a, b, body, init, (vec,), (0.0,))[0]
-    return _plan_scan(f, g, geom, a, b, lambda acc, p, c: (acc, jnp.tensordot(p, vec, axes=(1, 0))), None)[1]
+        return plan_scan(f, g, kern, a, b, body, init, (vec,), (0.0,))[0]
+    return plan_scan(f, g, kern, a, b, lambda acc, p, c: (acc, jnp.tensordot(p, vec, axes=(1, 0))), None)[1]
 
 
 def dual_objective(f: Array, g: Array, geom: Any, a: Array, b: Array, tau_a: Array, tau_b: Array) -> Array:
     """``D(f, g)``; equals the entropic OT cost ``<P, C> + eps KL(P | a b^T)`` (+ penalties) at the optimum."""
-    eps = geom.epsilon
-    mass = plan_mass(f, g, geom, a, b)
-    return jnp.sum(a * psi(f, eps, tau_a)) + jnp.sum(b * psi(g, eps, tau_b)) - eps * (mass - jnp.sum(a) * jnp.sum(b))
+    return dual_value(f, g, a, b, plan_mass(f, g, geom, a, b), geom.epsilon, tau_a, tau_b)
+
+
+# Compiled once per static structure (geometry kind, cost, chunking, shapes): eager property access on an
+# output neither retraces nor recompiles after the first call.
+plan_jit = jax.jit(plan)
+plan_cost_jit = jax.jit(plan_cost)
+plan_apply_jit = jax.jit(plan_apply, static_argnums=(6,))
+dual_objective_jit = jax.jit(dual_objective)
 
 
 def implicit_vjp(
@@ -115,15 +198,18 @@ def implicit_vjp(
     eps = jax.lax.stop_gradient(geom.epsilon)
     const = jax.tree_util.tree_map(jax.lax.stop_gradient, (f, g, geom, a, b))
 
+    cf, cg, cgeom, ca, cb = const
+    kern = cgeom.kernel()
+
     def both(vf: Array, vg: Array) -> tuple[Array, Array]:  # (P vg, P^T vf) in one pass over the plan
         body = lambda acc, p, c, vfb: (acc + p.T @ vfb, p @ vg)  # noqa: E731
-        pt_vf, p_vg = _plan_scan(*const, body, jnp.zeros_like(vg), (vf,), (0.0,))
+        pt_vf, p_vg = plan_scan(cf, cg, kern, ca, cb, body, jnp.zeros_like(vg), (vf,), (0.0,))
         return p_vg, pt_vf
 
     body = lambda acc, p, c: (acc + jnp.sum(p, 0), jnp.sum(p, 1))  # noqa: E731
-    c, r = _plan_scan(*const, body, jnp.zeros_like(g))
-    d_a = _curvature(f, a, eps, tau_a)
-    d_b = _curvature(g, b, eps, tau_b)
+    c, r = plan_scan(cf, cg, kern, ca, cb, body, jnp.zeros_like(g))
+    d_a = curvature(f, a, eps, tau_a)
+    d_b = curvature(g, b, eps, tau_b)
     n, m = r.shape[0], c.shape[0]
     balanced = (tau_a >= 1) & (tau_b >= 1)
     w_f, w_g = jnp.full((n,), 1.0, r.dtype), jnp.full((m,), -1.0, r.dtype)
@@ -154,9 +240,3 @@ def implicit_vjp(
         return jax.jvp(fun, (f, g), (lam_f, lam_g))[1]
 
     return jax.grad(directional, argnums=(0, 1, 2, 3, 4))(geom, a, b, tau_a, tau_b)
-
-
-def _curvature(f: Array, w: Array, eps: Array, tau: Array) -> Array:
-    """``-eps w psi''(f) = w exp(-f / rho) eps / rho``: the marginal penalty's share of ``eps H``' diagonal."""
-    unbalanced, rho = _rho(eps, tau)
-    return jnp.where(unbalanced, w * jnp.exp(-f / rho) * eps / rho, 0.0)

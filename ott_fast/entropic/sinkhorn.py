@@ -9,7 +9,6 @@ Plan convention (KL form): ``P_ij = a_i b_j exp((f_i + g_j - C_ij) / epsilon)``.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Literal, NamedTuple
 
 import jax
@@ -17,13 +16,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from ott_fast import _validation as val
+from ott_fast.entropic import driver
 from ott_fast.entropic import dual as _dual
-from ott_fast.geometry import Geometry, PointCloud, _DenseKernel
+from ott_fast.geometry import Geometry, Kernel, PointCloud
 
 Array = jax.Array
 Geom = Geometry | PointCloud
 
-__all__ = ["sinkhorn", "SinkhornOutput", "EpsilonSchedule"]
+__all__ = ["sinkhorn", "SinkhornOutput", "EpsilonSchedule", "warmup", "SinkhornState"]
 
 
 class EpsilonSchedule(NamedTuple):
@@ -48,6 +48,8 @@ class _Static(NamedTuple):
     implicit_diff: bool
     cg_maxiter: int
     batching: str
+    init_from_f: bool = False
+    throw: bool = False
 
 
 class _Numerics(NamedTuple):
@@ -59,7 +61,19 @@ class _Numerics(NamedTuple):
     omega_max: Array
 
 
-class _State(NamedTuple):
+class SinkhornState(NamedTuple):
+    """The loop's state (public within the package: SNS warms up with it, see :func:`warmup`).
+
+    ``log_r``/``log_c`` are the log row/column sums of the plan at ``(f, g)`` without the weights: the row
+    marginal is ``a * exp(log_r)``. ``errors``/``duals`` have one slot per check, NaN where none happened.
+
+    Example:
+        >>> import jax.numpy as jnp, ott_fast as otf
+        >>> s = warmup(otf.Geometry(jnp.zeros((3, 2)), epsilon=1.0), jnp.full(3, 1 / 3), jnp.full(2, 0.5), iters=5)
+        >>> s.f.shape, s.errors.shape
+        ((3,), (1,))
+    """
+
     f: Array
     g: Array
     log_r: Array  # log sum_j b_j exp((f_i + g_j - C_ij) / eps): row marginal is a * exp(log_r)
@@ -85,6 +99,14 @@ class SinkhornOutput(NamedTuple):
         geom, a, b, tau_a, tau_b: the problem, kept for the derived quantities below.
         duals: ``[max_iters // check_every]`` dual objective ``D(f, g)`` at each check (its optimality gap
             ``D* - D`` is the convergence curve the error cannot give), NaN after the stop.
+        status: ``[]`` int32, why the solve stopped: a :class:`~ott_fast.entropic.driver.Status` code
+            (``otf.describe(out.status)`` says it in words).
+        error: ``[]`` the L1 marginal error recomputed exactly from the returned ``f``, ``g`` (what
+            ``converged`` was decided on); NaN for invalid input or non-finite values.
+
+    ``converged`` is a promise about the returned outputs: the plan they define meets ``tol``. On invalid
+    input (seen in-graph) or non-finite values, ``f``, ``g`` and every cost are NaN. Derived quantities are
+    compiled once per problem structure, so accessing them eagerly again costs no retracing.
 
     Example:
         >>> import jax, ott_fast as otf
@@ -105,37 +127,39 @@ class SinkhornOutput(NamedTuple):
     tau_a: Array
     tau_b: Array
     duals: Array
+    status: Array
+    error: Array
 
     @property
     def matrix(self) -> Array:
         """The transport plan ``P[n, m]``."""
-        return _dual.plan(self.f, self.g, self.geom, self.a, self.b)
+        return self._masked(_dual.plan_jit(self.f, self.g, self.geom, self.a, self.b))
 
     @property
     def reg_ot_cost(self) -> Array:
         """Entropic cost ``<P, C> + eps KL(P | a b^T)`` (+ the KL marginal penalties if unbalanced).
 
         Computed as the dual objective at ``(f, g)``, which equals it at the optimum."""
-        return _dual.dual_objective(self.f, self.g, self.geom, self.a, self.b, self.tau_a, self.tau_b)
+        return self._masked(_dual.dual_objective_jit(self.f, self.g, self.geom, self.a, self.b, self.tau_a, self.tau_b))
 
     @property
     def transport_cost(self) -> Array:
         """Linear transport cost ``<P, C>`` of the entropic plan (what POT's ``sinkhorn2`` returns)."""
-        return _dual.plan_cost(self.f, self.g, self.geom, self.a, self.b)
+        return self._masked(_dual.plan_cost_jit(self.f, self.g, self.geom, self.a, self.b))
 
     def apply(self, v: Array, axis: int = 0) -> Array:
         """``P^T v`` for ``v[n, ...]`` (``axis=0``) or ``P v`` for ``v[m, ...]`` (``axis=1``); chunked when online."""
-        return _dual.plan_apply(self.f, self.g, self.geom, self.a, self.b, jnp.asarray(v), axis)
+        return self._masked(_dual.plan_apply_jit(self.f, self.g, self.geom, self.a, self.b, jnp.asarray(v), axis))
+
+    def _masked(self, value: Array) -> Array:
+        """NaN wherever the solve failed (invalid input, non-finite values). The potentials are NaN there
+        already; this makes every derived value NaN too, whatever the compiler does with NaN inputs."""
+        failed = (self.status == driver.Status.INVALID_INPUT) | (self.status == driver.Status.NONFINITE)
+        failed = jnp.reshape(failed, failed.shape + (1,) * (value.ndim - failed.ndim))
+        return jnp.where(failed, jnp.nan, value)
 
 
 # --------------------------------------------------------------------------------------------- updates
-
-
-def _psi_diff(f: Array, d: Array, eps: Array, tau: Array) -> Array:
-    """``psi(f + d) - psi(f)``: ``d`` if balanced, else ``-rho e^{-f/rho} expm1(-d/rho)``, ``rho = eps tau/(1-tau)``."""
-    unbalanced = tau < 1
-    rho = jnp.where(unbalanced, eps * tau / jnp.where(unbalanced, 1 - tau, 1.0), 1.0)
-    return jnp.where(unbalanced, -rho * jnp.exp(-f / rho) * jnp.expm1(-d / rho), d)
 
 
 def _block_update(f: Array, log_s: Array, eps: Array, tau: Array, omega: Array, accelerate: bool) -> Array:
@@ -148,7 +172,7 @@ def _block_update(f: Array, log_s: Array, eps: Array, tau: Array, omega: Array, 
     d_om = omega * d_star
 
     def gain(d: Array) -> Array:  # dual gain of row i per unit weight; concave in d, max at d_star
-        return _psi_diff(f, d, eps, tau) - eps * jnp.exp(log_s) * jnp.expm1(d / eps)
+        return _dual.psi_diff(f, d, eps, tau) - eps * jnp.exp(log_s) * jnp.expm1(d / eps)
 
     tiny = jnp.abs(d_om) < 1e-3 * eps  # quadratic regime: the gain ratio is omega (2 - omega) >= 0.19
     ok = tiny | (gain(d_om) >= _KAPPA * gain(d_star))
@@ -163,41 +187,28 @@ def _eps_at(i: Array, eps: Array, num: _Numerics) -> Array:
     return jnp.maximum(eps, num.eps_init * num.eps_decay ** (i - 1).astype(eps.dtype))
 
 
-def _marginal_error(s: _State, a: Array, b: Array, eps: Array, num: _Numerics) -> Array:
-    target_a = a * _dual.psi_prime(s.f, eps, num.tau_a)
-    target_b = b * _dual.psi_prime(s.g, eps, num.tau_b)
-    return jnp.sum(jnp.abs(a * jnp.exp(s.log_r) - target_a)) + jnp.sum(jnp.abs(b * jnp.exp(s.log_c) - target_b))
+def _marginal_error(s: SinkhornState, a: Array, b: Array, eps: Array, num: _Numerics) -> Array:
+    return _dual.marginal_error(s.f, s.g, s.log_r, s.log_c, a, b, eps, num.tau_a, num.tau_b)
 
 
-def _dual_value(s: _State, a: Array, b: Array, eps: Array, num: _Numerics) -> Array:
+def _dual_value(s: SinkhornState, a: Array, b: Array, eps: Array, num: _Numerics) -> Array:
     """``D(f, g)`` from the carried row sums (the plan's mass is ``sum_i a_i exp(log_r_i)``)."""
-    mass = jnp.sum(a * jnp.exp(s.log_r))
-    psi = jnp.sum(a * _dual.psi(s.f, eps, num.tau_a)) + jnp.sum(b * _dual.psi(s.g, eps, num.tau_b))
-    return psi - eps * (mass - jnp.sum(a) * jnp.sum(b))
+    return _dual.dual_value(s.f, s.g, a, b, jnp.sum(a * jnp.exp(s.log_r)), eps, num.tau_a, num.tau_b)
 
 
-def _safe_lse_rows(geom: _DenseKernel, v: Array, inv: Array) -> Array:
-    """Exact two-pass ``log sum_j exp(v_j - C_ij / eps)`` (max-shifted), for the first iteration."""
-    m = geom.row_max(v, inv)
-    m = jnp.where(jnp.isfinite(m), m, 0.0)
-    return m + geom.row_lse(-m, v, inv)
-
-
-def _safe_lse_cols(geom: _DenseKernel, u: Array, inv: Array) -> Array:
-    m = geom.col_max(u, inv)
-    m = jnp.where(jnp.isfinite(m), m, 0.0)
-    return m + geom.col_lse(u, -m, inv)
-
-
-def _first_iteration(geom: _DenseKernel, a: Array, b: Array, g0: Array, num: _Numerics, static: _Static) -> _State:
+def _first_iteration(geom: Kernel, a: Array, b: Array, g0: Array, num: _Numerics, static: _Static) -> SinkhornState:
     """Iteration 1, with exact two-pass sweeps: afterwards every log-sum the one-pass sweeps meet is bounded
-    by ``log n`` (an exact half-step normalises the other side), so no max pass is needed again."""
-    la, lb = jnp.log(a), jnp.log(b)
+    by ``log n`` (an exact half-step normalises the other side), so no max pass is needed again. With
+    ``init=(f, None)``, ``g0`` holds that ``f`` and the start is its exact g half-step."""
+    la, lb = _dual.safe_log(a), _dual.safe_log(b)
     eps_t = geom.epsilon
     eps1, eps2 = _eps_at(jnp.int32(1), eps_t, num), _eps_at(jnp.int32(2), eps_t, num)
     inv1 = 1.0 / eps1
-    f = -num.tau_a * eps1 * _safe_lse_rows(geom, g0 * inv1 + lb, inv1)
-    lc = _safe_lse_cols(geom, f * inv1 + la, inv1)  # log col sums at g = 0
+    zn, zm = jnp.zeros((geom.shape[0],), a.dtype), jnp.zeros((geom.shape[1],), a.dtype)
+    if static.init_from_f:
+        g0 = -num.tau_b * eps1 * geom.col_lse_exact(g0 * inv1 + la, zm, inv1)
+    f = -num.tau_a * eps1 * geom.row_lse_exact(zn, g0 * inv1 + lb, inv1)
+    lc = geom.col_lse_exact(f * inv1 + la, zm, inv1)  # log col sums at g = 0
     g = -num.tau_b * eps1 * lc
     log_c = g * inv1 + lc
     inv2 = 1.0 / eps2
@@ -206,14 +217,14 @@ def _first_iteration(geom: _DenseKernel, a: Array, b: Array, g0: Array, num: _Nu
     nan = jnp.full((n_checks,), jnp.nan, dtype=f.dtype)
     one = jnp.ones((), f.dtype)
     inf = jnp.asarray(jnp.inf, f.dtype)
-    s = _State(f, g, log_r, log_c, jnp.int32(1), jnp.int32(0), one, inf, inf, nan, nan, jnp.zeros((), bool))
+    s = SinkhornState(f, g, log_r, log_c, jnp.int32(1), jnp.int32(0), one, inf, inf, nan, nan, jnp.zeros((), bool))
     # The error after this iteration is free: it is the reference of the first block's rate estimate.
     err = jax.lax.stop_gradient(_marginal_error(s, a, b, eps_t, num))
     err = jnp.where(eps2 <= eps_t, err, inf)  # meaningless while epsilon still decays
     return s._replace(err_prev=err, err_best=err)
 
 
-def _iteration(geom: _DenseKernel, la: Array, lb: Array, num: _Numerics, static: _Static, s: _State) -> _State:
+def _iteration(geom: Kernel, la: Array, lb: Array, num: _Numerics, static: _Static, s: SinkhornState) -> SinkhornState:
     """Iteration ``s.it + 1``: f half-step from the carried row sums, column sweep, g half-step, row sweep."""
     eps_t = geom.epsilon
     eps, eps_next = _eps_at(s.it + 1, eps_t, num), _eps_at(s.it + 2, eps_t, num)
@@ -228,14 +239,14 @@ def _iteration(geom: _DenseKernel, la: Array, lb: Array, num: _Numerics, static:
     return s._replace(f=f, g=g, log_r=log_r, log_c=log_c, it=s.it + 1)
 
 
-def _block(geom: _DenseKernel, a: Array, b: Array, num: _Numerics, static: _Static, s: _State) -> _State:
+def _block(geom: Kernel, a: Array, b: Array, num: _Numerics, static: _Static, s: SinkhornState) -> SinkhornState:
     """``check_every`` iterations, then the check: error, convergence, adaptive over-relaxation factor."""
-    la, lb = jnp.log(a), jnp.log(b)
+    la, lb = _dual.safe_log(a), _dual.safe_log(b)
     s = jax.lax.fori_loop(0, static.check_every, lambda _, st: _iteration(geom, la, lb, num, static, st), s)
     eps_t = geom.epsilon
     err = jax.lax.stop_gradient(_marginal_error(s, a, b, eps_t, num))  # checks steer, they are not differentiated
     at_target = _eps_at(s.it, eps_t, num) <= eps_t
-    converged = at_target & (err <= num.tol) & jnp.isfinite(err)
+    converged = at_target & (err <= num.tol) & jnp.isfinite(err) & (num.tol > 0)  # tol = 0: a fixed budget
     omega = s.omega
     if static.accelerate:
         omega = _adapt_relaxation(omega, err / s.err_prev, err > 100 * s.err_best, at_target, num, static)
@@ -271,91 +282,89 @@ def _adapt_relaxation(
     return jnp.where(diverging, 1.0, omega).astype(omega.dtype)
 
 
-def _keep_going(s: _State, n_checks: int) -> Array:
+def _keep_going(s: SinkhornState, n_checks: int) -> Array:
     last = s.errors[jnp.maximum(s.k - 1, 0)]
     finite = (s.k == 0) | jnp.isfinite(last)
     return (s.k < n_checks) & ~s.converged & finite
 
 
-# Problems with at least this many cost entries are solved one after another under ``vmap`` on CPU.
-_SEQUENTIAL_MIN_ENTRIES = 1 << 14
-
-
-def _sequential(static: _Static, shape: tuple[int, int]) -> bool:
-    if static.batching == "auto":  # reverse-mode autodiff cannot go through the loop: unrolled is parallel
-        big = shape[0] * shape[1] >= _SEQUENTIAL_MIN_ENTRIES
-        return static.implicit_diff and big and jax.default_backend() == "cpu"
-    return static.batching == "sequential"
-
-
-@functools.lru_cache(maxsize=64)
-def _sequential_run(static: _Static) -> Any:
-    """``_run`` for one ``static``, batched by a loop: each member stops at its own convergence."""
-    return jax.custom_batching.sequential_vmap(functools.partial(_run_single, static))
-
-
-def _run(static: _Static, geom: Geom, a: Array, b: Array, g0: Array, num: _Numerics) -> _State:
-    """The solve. Under ``vmap``, a batched ``while_loop`` runs every member until the slowest has
-    converged (finished members are frozen by a select). On CPU, batching buys no parallelism, so
-    problems that are not tiny are batched as a loop over members instead (``batching="auto"``): each
-    stops at its own iteration count, which on the benchmark batch is 71 iterations on average against
-    116 for the slowest member."""
-    if _sequential(static, geom.shape):
-        return _sequential_run(static)(geom, a, b, g0, num)
-    return _run_single(static, geom, a, b, g0, num)
-
-
-def _run_single(static: _Static, geom: Geom, a: Array, b: Array, g0: Array, num: _Numerics) -> _State:
-    pg = geom.prepared()
+def _loop(static: _Static, pg: Kernel, a: Array, b: Array, g0: Array, num: _Numerics) -> SinkhornState:
+    """The first iteration, then blocks of ``check_every`` iterations until converged, capped or non-finite."""
     if num.eps_init is None:
         num = num._replace(eps_init=pg.max_cost())
     s = _first_iteration(pg, a, b, g0, num, static)
     n_checks = static.max_iters // static.check_every
     body = lambda st: _block(pg, a, b, num, static, st)  # noqa: E731
     if static.implicit_diff:
-        s = jax.lax.while_loop(lambda st: _keep_going(st, n_checks), body, s)
-    else:  # unrolled: a scan that reverse-mode autodiff can go through; finished problems are frozen
+        return jax.lax.while_loop(lambda st: _keep_going(st, n_checks), body, s)
 
-        def step(st: _State, _: None) -> tuple[_State, None]:
-            return jax.lax.cond(_keep_going(st, n_checks), body, lambda x: x, st), None
+    # Unrolled: a scan that reverse-mode autodiff can go through; finished problems are frozen. Each step
+    # (the check's cond included) is checkpointed, so the backward pass stores one state, O(n + m), per
+    # check and recomputes that block's iterations from it; the kernel is a loop-invariant input, stored
+    # once. (Checkpointing only the block inside the cond made the cond output the cost matrix as a
+    # residual of every step: 133 MB instead of 10 MB at n = m = 200, max_iters = 2000.)
+    @jax.checkpoint
+    def step(st: SinkhornState, _: None) -> tuple[SinkhornState, None]:
+        return jax.lax.cond(_keep_going(st, n_checks), body, lambda x: x, st), None
 
-        s, _ = jax.lax.scan(step, s, None, length=n_checks)
-    last = s.errors[jnp.maximum(s.k - 1, 0)]
-    bad = ~jnp.isfinite(last) | ~jnp.all(jnp.isfinite(s.f)) | ~jnp.all(jnp.isfinite(s.g))
-    nan_f, nan_g = jnp.full_like(s.f, jnp.nan), jnp.full_like(s.g, jnp.nan)
-    return s._replace(f=jnp.where(bad, nan_f, s.f), g=jnp.where(bad, nan_g, s.g), converged=s.converged & ~bad)
-
-
-def _outputs(s: _State) -> tuple[Array, Array, Array, Array, Array, Array]:
-    return s.f, s.g, s.errors, s.it, s.converged, s.duals
+    return jax.lax.scan(step, s, None, length=n_checks)[0]
 
 
-def _solve_core(static: _Static, geom: Geom, a: Array, b: Array, g0: Array, num: _Numerics) -> tuple:
-    return _outputs(_run(static, geom, a, b, g0, num))
+def _run_single(static: _Static, geom: Geom, a: Array, b: Array, g0: Array, num: _Numerics) -> tuple:
+    pg = geom.kernel()
+    valid = driver.input_is_valid(pg, a, b, num.tau_a, num.tau_b)
+    s = _loop(static, pg, a, b, g0, num)
+    fin = driver.finalize(s.f, s.g, pg, a, b, num.tau_a, num.tau_b, num.tol, valid, s.converged)
+    if static.throw:
+        driver.throw_on_failure("sinkhorn", fin.status)
+    return fin.f, fin.g, s.errors, s.it, fin.converged, s.duals, fin.status, fin.error
 
 
-def _solve_fwd(static: _Static, geom: Geom, a: Array, b: Array, g0: Array, num: _Numerics) -> tuple:
-    out = _solve_core(static, geom, a, b, g0, num)
-    return out, (out[0], out[1], geom, a, b, g0, num)
+def warmup(
+    geom: Geom,
+    a: Array,
+    b: Array,
+    *,
+    iters: int,
+    check_every: int = 5,
+    accelerate: bool = True,
+    tol: Any = 0.0,
+    g0: Array | None = None,
+) -> SinkhornState:
+    """``iters`` balanced Sinkhorn iterations (fewer if ``tol`` is met) from ``g0``, returning the loop state:
+    the warm-up other solvers start from (SNS's), through the same loop as :func:`sinkhorn`.
+
+    Args:
+        geom: the geometry.  a, b: ``[n]``, ``[m]`` weights.  iters: a multiple of ``check_every`` (static).
+        check_every: iterations per check (static).  accelerate: adaptive over-relaxation (static).
+        tol: stop early once the running error is ``<= tol`` (0: run all ``iters``).  g0: ``[m]`` start.
+
+    Example:
+        >>> import jax, ott_fast as otf
+        >>> geom = otf.Geometry(jax.random.uniform(jax.random.PRNGKey(0), (4, 3)), epsilon=0.1)
+        >>> s = warmup(geom, jax.numpy.full(4, 0.25), jax.numpy.full(3, 1 / 3), iters=10)
+        >>> int(s.it), s.errors.shape
+        (11, (2,))
+    """
+    dtype = a.dtype
+    one = jnp.ones((), dtype)
+    num = _Numerics(jnp.asarray(tol, dtype), one, one, jnp.zeros((), dtype), one, jnp.asarray(1.9, dtype))
+    static = _Static(iters, check_every, accelerate, True, 0, "parallel")
+    g0 = jnp.zeros((geom.shape[1],), dtype) if g0 is None else g0
+    return _loop(static, geom.kernel(), a, b, g0, num)
 
 
-def _solve_bwd(static: _Static, res: tuple, cts: tuple) -> tuple:
-    f, g, geom, a, b, g0, num = res
-    grads = _dual.implicit_vjp(f, g, geom, a, b, num.tau_a, num.tau_b, cts[0], cts[1], static.cg_maxiter)
-    g_geom, g_a, g_b, g_ta, g_tb = grads
-    zeros = jax.tree_util.tree_map(jnp.zeros_like, num)
-    return g_geom, g_a, g_b, jnp.zeros_like(g0), zeros._replace(tau_a=g_ta, tau_b=g_tb)
+def _num_cotangent(num: _Numerics, g_ta: Array, g_tb: Array) -> _Numerics:
+    return jax.tree_util.tree_map(jnp.zeros_like, num)._replace(tau_a=g_ta, tau_b=g_tb)
 
 
-_solve_implicit = jax.custom_vjp(_solve_core, nondiff_argnums=(0,))
-_solve_implicit.defvjp(_solve_fwd, _solve_bwd)
-
-
-@jax.jit(static_argnums=(0,))
-def _solve(static: _Static, geom: Geom, a: Array, b: Array, g0: Array, num: _Numerics) -> tuple:
-    if static.implicit_diff:
-        return _solve_implicit(static, geom, a, b, g0, num)
-    return _solve_core(static, geom, a, b, g0, num)
+_solve_implicit, _solve_unrolled = driver.make_solve(
+    _run_single,
+    taus=lambda num: (num.tau_a, num.tau_b),
+    cg_maxiter=lambda static: static.cg_maxiter,
+    sequential=lambda static, shape: driver.sequential_on_cpu(static.batching, shape, static.implicit_diff),
+    num_cotangent=_num_cotangent,
+)
 
 
 def sinkhorn(
@@ -364,7 +373,7 @@ def sinkhorn(
     b: Any = None,
     *,
     tol: Any = 1e-3,
-    max_iters: int = 2000,
+    max_iters: int | None = None,
     check_every: int = 5,
     tau_a: Any = 1.0,
     tau_b: Any = 1.0,
@@ -375,6 +384,7 @@ def sinkhorn(
     implicit_diff: bool = True,
     cg_maxiter: int = 2000,
     batching: Literal["auto", "parallel", "sequential"] = "auto",
+    throw: bool = False,
 ) -> SinkhornOutput:
     """Solves entropic OT between ``a[n]`` and ``b[m]`` on ``geom`` with log-domain Sinkhorn.
 
@@ -382,13 +392,17 @@ def sinkhorn(
         geom: a :class:`~ott_fast.Geometry` or :class:`~ott_fast.PointCloud` (it carries ``epsilon``).
         a, b: ``[n]``, ``[m]`` non-negative weights; ``None`` means uniform. Balanced problems need equal mass.
         tol: stop when the L1 marginal error ``|P 1 - a|_1 + |P^T 1 - b|_1`` is ``<= tol`` (unbalanced: the
-            violation of the relaxed marginal conditions ``P 1 = a exp(-f / rho_a)``).
-        max_iters: iteration cap (static), a multiple of ``check_every``.
+            violation of the relaxed marginal conditions ``P 1 = a exp(-f / rho_a)``). ``tol=0`` runs exactly
+            ``max_iters`` iterations (a fixed budget, for curves and benchmarks; ``converged`` is then False).
+        max_iters: iteration cap (static), a multiple of ``check_every``; ``None`` means 2000 rounded up to
+            a multiple of ``check_every``.
         check_every: iterations between convergence checks (static); the trace has ``max_iters // check_every``
             entries.
         tau_a, tau_b: in ``(0, 1]``; ``1`` is balanced, ``rho / (rho + epsilon)`` relaxes that marginal with
             a KL penalty of weight ``rho``.
-        init: warm start ``(f, g)``; the first half-step recomputes ``f`` from ``g``.
+        init: warm start ``(f, g)`` with exactly one of them given, the other ``None``: the first half-step
+            computes the missing one exactly (``(None, g)``: ``f`` from ``g``; ``(f, None)``: ``g`` from
+            ``f``). Passing both is an error, since the first half-step would overwrite one of them.
         schedule: an :class:`EpsilonSchedule`; the solve only stops once ``epsilon`` has reached its target.
         acceleration: ``"adaptive"`` over-relaxes with a factor set from the measured Sinkhorn rate, keeping a
             row's relaxed step only where it gains at least 10% of the exact step's dual gain (so the dual
@@ -404,6 +418,14 @@ def sinkhorn(
             ``2**14`` cost entries with ``implicit_diff=True``, where batching gains no parallelism, else
             parallel. Results are the same either way. For a batch sharded over devices, pass
             ``"parallel"``: the sequential loop would gather the batch on every device.
+        throw: raise a ``RuntimeError`` at run time (under ``jit`` too) when the input is invalid or values
+            become non-finite, instead of returning NaN with the reason in ``status``. Opt-in: the check is
+            a host callback.
+
+    Validation: shapes and dtypes are checked when traced; host (NumPy) points and cost matrices, weights
+    and scalars are checked eagerly, with an error naming the argument. Device arrays of points or costs
+    are not copied to the host: they are checked in-graph, and invalid input gives ``converged=False``,
+    ``status == Status.INVALID_INPUT`` and NaN potentials and costs.
 
     Returns:
         A :class:`SinkhornOutput`.
@@ -418,10 +440,7 @@ def sinkhorn(
     """
     if not isinstance(geom, (Geometry, PointCloud)):
         raise TypeError(f"geom: expected an ott_fast.Geometry or PointCloud, got {type(geom).__name__}.")
-    if not isinstance(max_iters, int) or not isinstance(check_every, int) or check_every < 1:
-        raise TypeError("max_iters, check_every: must be Python ints (they are static), check_every >= 1.")
-    if max_iters < check_every or max_iters % check_every:
-        raise ValueError(f"max_iters: must be a positive multiple of check_every={check_every}, got {max_iters}.")
+    max_iters = _check_iterations(max_iters, check_every)
     if batching not in ("auto", "parallel", "sequential"):
         raise ValueError(f"batching: expected 'auto', 'parallel' or 'sequential', got {batching!r}.")
     if batching == "sequential" and not implicit_diff:
@@ -434,23 +453,13 @@ def sinkhorn(
     b = val.check_weights("b", b, m, dtype)
     val.check_tau("tau_a", tau_a)
     val.check_tau("tau_b", tau_b)
-    val.check_positive("tol", tol)
+    val.check_nonnegative("tol", tol)
     val.check_positive("epsilon", geom.epsilon)
-    if val.is_concrete(a, b, tau_a, tau_b) and float(np.asarray(tau_a)) == 1.0 and float(np.asarray(tau_b)) == 1.0:
-        sa, sb = float(np.asarray(a).sum()), float(np.asarray(b).sum())
-        if abs(sa - sb) > 1e-5 * max(sa, sb) + 10 * float(jnp.finfo(dtype).eps):
-            raise ValueError(
-                f"a, b: a balanced problem needs equal total mass, got sum(a)={sa} and sum(b)={sb}; "
-                "normalise them, or pass tau_a/tau_b < 1 for an unbalanced problem."
-            )
+    if val.is_concrete(tau_a, tau_b) and float(np.asarray(tau_a)) == 1.0 and float(np.asarray(tau_b)) == 1.0:
+        val.check_mass(a, b, dtype)
     if val.is_concrete(max_relaxation) and not 1.0 <= float(max_relaxation) <= 1.9:
         raise ValueError(f"max_relaxation: must lie in [1, 1.9], got {float(max_relaxation)}.")
-    g0 = jnp.zeros((m,), dtype)
-    if init is not None:
-        f_init, g_init = init
-        g0 = val.as_float_array("init", g_init).astype(dtype)
-        if g0.shape != (m,) or jnp.shape(f_init) != (n,):
-            raise ValueError(f"init: expected (f[{n}], g[{m}]), got shapes {jnp.shape(f_init)} and {g0.shape}.")
+    g0, from_f = initial_potential(init, n, m, dtype)
     if schedule is None:
         eps_init, eps_decay = jnp.zeros((), dtype), jnp.ones((), dtype)
     else:
@@ -470,6 +479,65 @@ def sinkhorn(
         eps_decay=eps_decay,
         omega_max=jnp.asarray(max_relaxation, dtype),
     )
-    static = _Static(max_iters, check_every, acceleration == "adaptive", bool(implicit_diff), int(cg_maxiter), batching)
-    f, g, errors, n_iters, converged, duals = _solve(static, geom, a, b, g0, num)
-    return SinkhornOutput(f, g, errors, n_iters, converged, geom, a, b, num.tau_a, num.tau_b, duals)
+    static = _Static(
+        max_iters,
+        check_every,
+        acceleration == "adaptive",
+        bool(implicit_diff),
+        int(cg_maxiter),
+        batching,
+        from_f,
+        bool(throw),
+    )
+    solve = _solve_implicit if implicit_diff else _solve_unrolled
+    f, g, errors, n_iters, converged, duals, status, error = solve(static, geom, a, b, g0, num)
+    return SinkhornOutput(f, g, errors, n_iters, converged, geom, a, b, num.tau_a, num.tau_b, duals, status, error)
+
+
+def _check_iterations(max_iters: int | None, check_every: int) -> int:
+    """``max_iters`` as a positive multiple of ``check_every`` (``None``: 2000 rounded up to one)."""
+    if not isinstance(check_every, int) or isinstance(check_every, bool) or check_every < 1:
+        raise TypeError(f"check_every: must be a Python int >= 1 (it is static), got {check_every!r}.")
+    if max_iters is None:
+        return -(-2000 // check_every) * check_every
+    if not isinstance(max_iters, int) or isinstance(max_iters, bool):
+        raise TypeError(f"max_iters: must be a Python int (it is static), got {max_iters!r}.")
+    if max_iters < check_every or max_iters % check_every:
+        raise ValueError(
+            f"max_iters: must be a positive multiple of check_every={check_every}, got {max_iters}; "
+            f"e.g. max_iters={-(-max(max_iters, 1) // check_every) * check_every}."
+        )
+    return max_iters
+
+
+def initial_potential(init: tuple[Any, Any] | None, n: int, m: int, dtype: Any) -> tuple[Array, bool]:
+    """``(start[m or n], from_f)`` for a warm start ``init=(f, g)`` with one of the two given (see
+    :func:`sinkhorn`); shared by the solvers that warm up with Sinkhorn.
+
+    Args:
+        init: ``None``, ``(None, g[m])`` or ``(f[n], None)``.  n, m: the problem's shape.  dtype: its dtype.
+
+    Example:
+        >>> g0, from_f = initial_potential((None, jnp.ones(3)), 2, 3, jnp.float32)
+        >>> g0.shape, from_f
+        ((3,), False)
+    """
+    if init is None:
+        return jnp.zeros((m,), dtype), False
+    if not isinstance(init, (tuple, list)) or len(init) != 2:
+        raise TypeError("init: expected a pair (f, g) with one of them None.")
+    f0, g0 = init
+    if (f0 is None) == (g0 is None):
+        raise ValueError(
+            "init: give exactly one of (f, g), e.g. init=(None, out.g): the first half-step computes the other "
+            "exactly, so a second potential would be overwritten."
+        )
+    if g0 is not None:
+        g0 = val.as_float_array("init", g0).astype(dtype)
+        if g0.shape != (m,):
+            raise ValueError(f"init: expected g of shape ({m},), got {g0.shape}.")
+        return g0, False
+    f0 = val.as_float_array("init", f0).astype(dtype)
+    if f0.shape != (n,):
+        raise ValueError(f"init: expected f of shape ({n},), got {f0.shape}.")
+    return f0, True

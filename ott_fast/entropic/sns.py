@@ -40,7 +40,6 @@ How it stays fast in JAX (shapes are static everywhere, so it ``jit``s and ``vma
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Literal, NamedTuple
 
 import jax
@@ -48,12 +47,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ott_fast import _validation as val
+from ott_fast.entropic import driver
 from ott_fast.entropic import dual as _dual
-from ott_fast.entropic.sinkhorn import SinkhornOutput
-from ott_fast.entropic.sinkhorn import _Numerics as _SkNumerics
-from ott_fast.entropic.sinkhorn import _run_single as _sk_run
-from ott_fast.entropic.sinkhorn import _Static as _SkStatic
-from ott_fast.geometry import Geometry, PointCloud
+from ott_fast.entropic.sinkhorn import SinkhornOutput, initial_potential, warmup
+from ott_fast.geometry import DenseKernel, Geometry, PointCloud
 
 Array = jax.Array
 Geom = Geometry | PointCloud
@@ -100,6 +97,8 @@ class SNSOutput(NamedTuple):
         duals: like ``errors``: the dual objective ``D(f, g)`` at each entry (for optimality-gap curves).
         trace_iters: like ``errors``: the iteration count at which each error was measured (NaN unused).
         newton: :class:`NewtonDiagnostics`.
+        status, error: as in :class:`~ott_fast.SinkhornOutput`: why the solve stopped, and the L1 error
+            recomputed exactly from the returned potentials (what ``converged`` was decided on).
 
     Example:
         >>> import jax, ott_fast as otf
@@ -122,11 +121,14 @@ class SNSOutput(NamedTuple):
     duals: Array
     trace_iters: Array
     newton: NewtonDiagnostics
+    status: Array
+    error: Array
 
     matrix = SinkhornOutput.matrix
     reg_ot_cost = SinkhornOutput.reg_ot_cost
     transport_cost = SinkhornOutput.transport_cost
     apply = SinkhornOutput.apply
+    _masked = SinkhornOutput._masked
 
 
 class _Static(NamedTuple):
@@ -140,6 +142,7 @@ class _Static(NamedTuple):
     fallback_iters: int
     implicit_cg_maxiter: int
     batching: str
+    throw: bool = False
 
 
 class _Numerics(NamedTuple):
@@ -154,8 +157,8 @@ class _Numerics(NamedTuple):
 class _Newton(NamedTuple):
     f: Array
     g: Array
-    log_r: Array  # log of the plan's row sums P 1
-    log_c: Array  # log of its column sums P^T 1
+    log_r: Array  # log row sums of the plan without the weights: P 1 = a exp(log_r)
+    log_c: Array  # likewise for columns: P^T 1 = b exp(log_c)
     err: Array
     j: Array  # outer steps done
     it: Array  # iterations done (Sinkhorn + Newton)
@@ -175,38 +178,36 @@ class _Newton(NamedTuple):
 # ------------------------------------------------------------------------------------------ dense passes
 
 
-def _log_plan(cost: Array, f: Array, g: Array, la: Array, lb: Array, inv: Array) -> Array:
-    """``log P[n, m]`` at ``(f, g)``."""
-    return (f[:, None] + g[None, :] - cost) * inv + la[:, None] + lb[None, :]
-
-
-def _log_sums(log_p: Array) -> tuple[Array, Array]:
-    """Log row and column sums of ``exp(log_p)`` (max-shifted: exact even far from the optimum)."""
-    return jax.nn.logsumexp(log_p, axis=1), jax.nn.logsumexp(log_p, axis=0)
+def _sums(kern: DenseKernel, f: Array, g: Array, la: Array, lb: Array, inv: Array) -> tuple[Array, Array]:
+    """Exact (max-shifted) log row and column sums of the plan at ``(f, g)``, weights excluded (the
+    convention of :class:`~ott_fast.entropic.sinkhorn.SinkhornState`): one pass over ``log K``."""
+    k = kern.log_matrix(f * inv, g * inv, inv)
+    return jax.nn.logsumexp(k + lb[None, :], axis=1), jax.nn.logsumexp(k + la[:, None], axis=0)
 
 
 def _dual_value(f: Array, g: Array, log_r: Array, a: Array, b: Array, eps: Array) -> Array:
-    return jnp.sum(a * f) + jnp.sum(b * g) - eps * (jnp.sum(jnp.exp(log_r)) - jnp.sum(a) * jnp.sum(b))
+    return _dual.dual_value(f, g, a, b, jnp.sum(a * jnp.exp(log_r)), eps, 1.0, 1.0)
 
 
-def _error(log_r: Array, log_c: Array, a: Array, b: Array) -> Array:
-    return jnp.sum(jnp.abs(jnp.exp(log_r) - a)) + jnp.sum(jnp.abs(jnp.exp(log_c) - b))
+def _error(f: Array, g: Array, log_r: Array, log_c: Array, a: Array, b: Array, eps: Array) -> Array:
+    return _dual.marginal_error(f, g, log_r, log_c, a, b, eps, 1.0, 1.0)
 
 
 # --------------------------------------------------------------------------------------- sparse Hessian
 
 
-def _row_threshold(log_p: Array, log_r: Array, k: int, drop: Array, iters: int = 12) -> tuple[Array, Array, Array]:
-    """``(cols[n, k], log_vals[n, k], iters)``: the entries of each row of ``log_p`` above a per-row threshold, the
-    largest threshold that keeps ``1 - drop`` of the row's mass (``log_r``), raised where needed so that at most
-    ``k`` entries pass; unused slots are ``-inf``.
+def _row_threshold(log_q: Array, k: int, drop: Array, iters: int = 12) -> tuple[Array, Array, Array]:
+    """``(cols[n, k], log_vals[n, k], iters)``: the entries of each row of ``log_q = log(P / rowsum)`` above a
+    per-row threshold, the largest threshold that keeps ``1 - drop`` of the row's mass, raised where needed so
+    that at most ``k`` entries pass; unused slots are ``-inf``. (Rows of zero weight have a finite ``log_q``
+    too: their entries are selected, and carry no mass once multiplied by the row sum 0.)
 
     Both thresholds are found by bisection in ``log(P / rowsum)`` on ``[-40, 1]`` (``iters`` fused passes over
     a float32 copy, each with two row reductions), then one compaction: a row cumsum gives each kept entry its
     slot, and one scatter writes the slots. Unlike taking entries largest-first in lockstep, every row keeps
     only what it needs."""
-    n, m = log_p.shape
-    rel = (log_p - log_r[:, None]).astype(jnp.float32)
+    n, m = log_q.shape
+    rel = log_q.astype(jnp.float32)
     p = jnp.exp(rel)
     target = (1 - drop).astype(jnp.float32)
 
@@ -226,7 +227,7 @@ def _row_threshold(log_p: Array, log_r: Array, k: int, drop: Array, iters: int =
     rows = jnp.broadcast_to(jnp.arange(n, dtype=jnp.int32)[:, None], (n, m))
     src = jnp.broadcast_to(jnp.arange(m, dtype=jnp.int32)[None, :], (n, m))
     cols = jnp.zeros((n, k), jnp.int32).at[rows, pos].set(src, mode="drop")
-    vals = jnp.full((n, k), -jnp.inf, log_p.dtype).at[rows, pos].set(log_p, mode="drop")
+    vals = jnp.full((n, k), -jnp.inf, log_q.dtype).at[rows, pos].set(log_q, mode="drop")
     return cols, vals, jnp.int32(iters)
 
 
@@ -257,20 +258,21 @@ def _pcg(matvec: Any, rhs: Array, diag: Array, x0: Array, rtol: Array, maxiter: 
 
 
 def _newton_direction(
-    log_p: Array, log_r: Array, log_c: Array, a: Array, b: Array, err: Array, num: _Numerics, static: _Static
+    log_q: Array, r: Array, c: Array, a: Array, b: Array, err: Array, num: _Numerics, static: _Static
 ) -> tuple[Array, Array, Array, Array]:
     """``(dx[n], dy[m], cg_iters, kept)`` with ``eps (dx, dy)`` the Newton ascent direction of ``D``.
 
     Solves ``(H + lambda diag(H)) (dx, dy) = (a - P 1, b - P^T 1)``, ``H = [[diag(r), S], [S^T, diag(c)]]``
-    with ``S`` the kept entries, by CG on the Schur complement of the column block."""
-    n, m = log_p.shape
-    cols, log_v, _ = _row_threshold(log_p, log_r, static.sparsity, num.drop)
-    p = jnp.exp(log_v)  # [n, k]; exactly 0 in unused slots
+    with ``S`` the kept entries, by CG on the Schur complement of the column block. ``log_q = log(P / rowsum)``,
+    ``r = P 1`` and ``c = P^T 1``."""
+    n, m = log_q.shape
+    cols, log_v, _ = _row_threshold(log_q, static.sparsity, num.drop)
+    p = jnp.exp(log_v) * r[:, None]  # [n, k]; exactly 0 in unused slots and in rows of zero weight
     kept = jnp.sum(p > 0).astype(jnp.int32)
-    r, c = jnp.exp(log_r), jnp.exp(log_c)
     mass = jnp.sum(a)
     lam = num.shift * jnp.minimum(err / mass, 1.0)
-    dr, dc = r * (1 + lam), c * (1 + lam)
+    tiny = jnp.finfo(r.dtype).tiny
+    dr, dc = r * (1 + lam), jnp.maximum(c * (1 + lam), tiny)  # a zero-weight column has c = 0 and no entries
     gf, gg = a - r, b - c
 
     def s_apply(w: Array) -> Array:  # S w, w[m] -> [n]: gathers only
@@ -294,39 +296,44 @@ def _newton_direction(
 # ------------------------------------------------------------------------------------------ the phases
 
 
-def _sinkhorn_steps(cost: Array, la: Array, lb: Array, inv: Array, eps: Array, s: _Newton, count: Array) -> _Newton:
+def _sinkhorn_steps(
+    kern: DenseKernel, la: Array, lb: Array, inv: Array, eps: Array, s: _Newton, count: Array
+) -> _Newton:
     """``count`` plain log-domain Sinkhorn iterations from ``s`` (two exact passes each)."""
 
     def it(_: Any, fg: tuple[Array, Array, Array, Array]) -> tuple[Array, Array, Array, Array]:
-        f, g, log_r, _ = fg
-        f = f + eps * (la - log_r)
-        log_c = jax.nn.logsumexp(_log_plan(cost, f, g, la, lb, inv), axis=0)
-        g = g + eps * (lb - log_c)
-        log_r = jax.nn.logsumexp(_log_plan(cost, f, g, la, lb, inv), axis=1)
-        return f, g, log_r, lb  # the columns are exact after the g half-step
+        f, g, log_r, log_c = fg
+        f = f - eps * log_r
+        log_c = jax.nn.logsumexp(kern.log_matrix(f * inv + la, g * inv, inv), axis=0)
+        g = g - eps * log_c
+        log_r = jax.nn.logsumexp(kern.log_matrix(f * inv, g * inv + lb, inv), axis=1)
+        return f, g, log_r, jnp.zeros_like(log_c)  # the columns are exact after the g half-step
 
     f, g, log_r, log_c = jax.lax.fori_loop(0, count, it, (s.f, s.g, s.log_r, s.log_c))
     return s._replace(f=f, g=g, log_r=log_r, log_c=log_c)
 
 
-def _outer_step(cost: Array, a: Array, b: Array, eps: Array, num: _Numerics, static: _Static, s: _Newton) -> _Newton:
+def _outer_step(
+    kern: DenseKernel, a: Array, b: Array, eps: Array, num: _Numerics, static: _Static, s: _Newton
+) -> _Newton:
     """One Newton step with line search; a Sinkhorn block after it if it stalled."""
-    la, lb = jnp.log(a), jnp.log(b)
+    la, lb = _dual.safe_log(a), _dual.safe_log(b)
     inv = 1.0 / eps
-    log_p = _log_plan(cost, s.f, s.g, la, lb, inv)
-    dx, dy, cg_k, kept = _newton_direction(log_p, s.log_r, s.log_c, a, b, s.err, num, static)
+    dtype = a.dtype
+    log_q = kern.log_matrix(s.f * inv - s.log_r, s.g * inv + lb, inv)  # log(P / rowsum), finite for every row
+    r, c = a * jnp.exp(s.log_r), b * jnp.exp(s.log_c)
+    dx, dy, cg_k, kept = _newton_direction(log_q, r, c, a, b, s.err, num, static)
     df, dg = eps * dx, eps * dy
-    r = jnp.exp(s.log_r)
-    slope = jnp.sum((a - r) * df) + jnp.sum((b - jnp.exp(s.log_c)) * dg)  # dD/dalpha at 0, > 0
+    slope = jnp.sum((a - r) * df) + jnp.sum((b - c) * dg)  # dD/dalpha at 0, > 0
     mass = jnp.sum(r)
     scale = jnp.abs(jnp.sum(a * s.f)) + jnp.abs(jnp.sum(b * s.g)) + eps * mass
-    slack = 64 * jnp.finfo(cost.dtype).eps * scale
+    slack = 64 * jnp.finfo(dtype).eps * scale
 
     def trial(alpha: Array) -> tuple[Array, Array, Array, Array, Array]:
         f, g = s.f + alpha * df, s.g + alpha * dg
-        lr, lc = _log_sums(_log_plan(cost, f, g, la, lb, inv))
-        gain = alpha * (jnp.sum(a * df) + jnp.sum(b * dg)) - eps * (jnp.sum(jnp.exp(lr)) - mass)
-        err = _error(lr, lc, a, b)
+        lr, lc = _sums(kern, f, g, la, lb, inv)
+        gain = alpha * (jnp.sum(a * df) + jnp.sum(b * dg)) - eps * (jnp.sum(a * jnp.exp(lr)) - mass)
+        err = _error(f, g, lr, lc, a, b, eps)
         ok = jnp.isfinite(err) & jnp.isfinite(gain)
         ok &= (gain >= num.armijo * alpha * slope) | ((err <= 0.5 * s.err) & (gain >= -slack))
         return ok, lr, lc, err, gain
@@ -337,11 +344,11 @@ def _outer_step(cost: Array, a: Array, b: Array, eps: Array, num: _Numerics, sta
 
     def ls_body(c: tuple) -> tuple:
         k = c[0]
-        alpha = jnp.asarray(0.5, cost.dtype) ** k.astype(cost.dtype)
+        alpha = jnp.asarray(0.5, dtype) ** k.astype(dtype)
         ok, lr, lc, err, _ = trial(alpha)
         return k + 1, ok, alpha, lr, lc, err
 
-    zero = jnp.zeros((), cost.dtype)
+    zero = jnp.zeros((), dtype)
     init = (jnp.int32(0), jnp.zeros((), bool), zero, s.log_r, s.log_c, s.err)
     _, ok, alpha, lr, lc, err = jax.lax.while_loop(ls_cond, ls_body, init)
     alpha = jnp.where(ok, alpha, 0.0)
@@ -357,8 +364,8 @@ def _outer_step(cost: Array, a: Array, b: Array, eps: Array, num: _Numerics, sta
     slow = new.err > s.err * s.rate**num.newton_cost
     stalled = (~ok | (slow & s.slow)) & (new.err > num.tol)
     count = jnp.where(stalled, static.fallback_iters * 2 ** jnp.minimum(s.stalls, 6), 0)
-    new = jax.lax.cond(stalled, lambda t: _sinkhorn_steps(cost, la, lb, inv, eps, t, count), lambda t: t, new)
-    new_err = jnp.where(stalled, _error(new.log_r, new.log_c, a, b), new.err)
+    new = jax.lax.cond(stalled, lambda t: _sinkhorn_steps(kern, la, lb, inv, eps, t, count), lambda t: t, new)
+    new_err = jnp.where(stalled, _error(new.f, new.g, new.log_r, new.log_c, a, b, eps), new.err)
     measured = jnp.clip(new_err / new.err, 0.0, 1.0) ** (1.0 / jnp.maximum(count, 1))
     rate = jnp.where(stalled & (new.err > 0), measured, s.rate)
     it = s.it + 1 + count
@@ -381,21 +388,20 @@ def _outer_step(cost: Array, a: Array, b: Array, eps: Array, num: _Numerics, sta
     )
 
 
-def _warmup_static(static: _Static) -> _SkStatic:
-    return _SkStatic(static.sinkhorn_iters, static.check_every, static.accelerate, True, 0, "parallel")
-
-
 def _run_single(static: _Static, geom: Geom, a: Array, b: Array, g0: Array, num: _Numerics) -> tuple:
     dtype = a.dtype
-    one = jnp.ones((), dtype)
-    sk_num = _SkNumerics(num.tol, one, one, jnp.zeros((), dtype), one, jnp.asarray(1.9, dtype))
-    w = _sk_run(_warmup_static(static), geom, a, b, g0, sk_num)
-    cost, eps = geom.cost_matrix, geom.epsilon
-    la, lb = jnp.log(a), jnp.log(b)
+    kern = geom.kernel()
+    valid = driver.input_is_valid(kern, a, b, 1.0, 1.0)
+    w = warmup(
+        geom, a, b, iters=static.sinkhorn_iters, check_every=static.check_every, accelerate=static.accelerate,
+        tol=num.tol, g0=g0,
+    )  # fmt: skip
+    eps = kern.epsilon
+    la, lb = _dual.safe_log(a), _dual.safe_log(b)
     inv = 1.0 / eps
     # Exact sums at the warm-up's potentials (its carried ones are one-pass and may be one half-step old).
-    log_r, log_c = _log_sums(_log_plan(cost, w.f, w.g, la, lb, inv))
-    err = _error(log_r, log_c, a, b)
+    log_r, log_c = _sums(kern, w.f, w.g, la, lb, inv)
+    err = _error(w.f, w.g, log_r, log_c, a, b, eps)
     k_w = static.sinkhorn_iters // static.check_every
     # Sinkhorn's rate per iteration over the warm-up's last block (0.5 if there is none to measure).
     e_prev, e_last = w.errors[jnp.maximum(w.k - 2, 0)], w.errors[jnp.maximum(w.k - 1, 0)]
@@ -429,46 +435,27 @@ def _run_single(static: _Static, geom: Geom, a: Array, b: Array, g0: Array, num:
     def keep_going(st: _Newton) -> Array:
         return (st.j < n_trace) & (st.j - k_w < num.budget) & ~st.converged & jnp.isfinite(st.err)
 
-    s = jax.lax.while_loop(keep_going, lambda st: _outer_step(cost, a, b, eps, num, static, st), s)
-    bad = ~jnp.isfinite(s.err) | ~jnp.all(jnp.isfinite(s.f)) | ~jnp.all(jnp.isfinite(s.g))
-    f = jnp.where(bad, jnp.nan, s.f)
-    g = jnp.where(bad, jnp.nan, s.g)
+    s = jax.lax.while_loop(keep_going, lambda st: _outer_step(kern, a, b, eps, num, static, st), s)
+    fin = driver.finalize(s.f, s.g, kern, a, b, 1.0, 1.0, num.tol, valid, s.converged)
+    if static.throw:
+        driver.throw_on_failure("sns", fin.status)
     n_newton = s.j - k_w
     diag = NewtonDiagnostics(n_newton, s.n_fallback, s.cg_iters[k_w:], s.steps[k_w:], s.kept[k_w:])
-    return f, g, s.errors, s.it, s.converged & ~bad, s.duals, s.iters, diag
+    return fin.f, fin.g, s.errors, s.it, fin.converged, s.duals, s.iters, diag, fin.status, fin.error
 
 
-@functools.lru_cache(maxsize=64)
-def _sequential_run(static: _Static) -> Any:
-    return jax.custom_batching.sequential_vmap(functools.partial(_run_single, static))
+def _num_cotangent(num: _Numerics, g_ta: Array, g_tb: Array) -> _Numerics:
+    """Balanced: no tau; ``budget`` is an integer (its cotangent is float0)."""
+    return jax.tree_util.tree_map(jnp.zeros_like, num)._replace(budget=np.zeros((), jax.dtypes.float0))
 
 
-def _solve_core(static: _Static, geom: Geom, a: Array, b: Array, g0: Array, num: _Numerics) -> tuple:
-    sequential = static.batching == "sequential" or (
-        static.batching == "auto" and jax.default_backend() == "cpu" and geom.shape[0] * geom.shape[1] >= 1 << 14
-    )
-    if sequential:
-        return _sequential_run(static)(geom, a, b, g0, num)
-    return _run_single(static, geom, a, b, g0, num)
-
-
-def _solve_fwd(static: _Static, geom: Geom, a: Array, b: Array, g0: Array, num: _Numerics) -> tuple:
-    out = _solve_core(static, geom, a, b, g0, num)
-    return out, (out[0], out[1], geom, a, b, g0, num)
-
-
-def _solve_bwd(static: _Static, res: tuple, cts: tuple) -> tuple:
-    """The same optimality conditions as Sinkhorn's, so the same implicit backward pass."""
-    f, g, geom, a, b, g0, num = res
-    one = jnp.ones((), a.dtype)
-    g_geom, g_a, g_b, _, _ = _dual.implicit_vjp(f, g, geom, a, b, one, one, cts[0], cts[1], static.implicit_cg_maxiter)
-    zeros = jax.tree_util.tree_map(jnp.zeros_like, num)._replace(budget=np.zeros((), jax.dtypes.float0))
-    return g_geom, g_a, g_b, jnp.zeros_like(g0), zeros
-
-
-_solve_implicit = jax.custom_vjp(_solve_core, nondiff_argnums=(0,))
-_solve_implicit.defvjp(_solve_fwd, _solve_bwd)
-_solve = jax.jit(_solve_implicit, static_argnums=(0,))
+_solve, _ = driver.make_solve(
+    _run_single,
+    taus=lambda num: (jnp.ones((), num.tol.dtype), jnp.ones((), num.tol.dtype)),
+    cg_maxiter=lambda static: static.implicit_cg_maxiter,
+    sequential=lambda static, shape: driver.sequential_on_cpu(static.batching, shape),
+    num_cotangent=_num_cotangent,
+)
 
 
 def sns(
@@ -492,6 +479,7 @@ def sns(
     max_line_search: int = 30,
     implicit_cg_maxiter: int = 2000,
     batching: Literal["auto", "parallel", "sequential"] = "auto",
+    throw: bool = False,
 ) -> SNSOutput:
     """Solves balanced entropic OT by Sinkhorn-Newton-Sparse (Tang et al., ICLR 2024).
 
@@ -504,7 +492,8 @@ def sns(
     Args:
         geom: a dense :class:`~ott_fast.Geometry` or :class:`~ott_fast.PointCloud` (not online: the
             Newton steps read all ``n * m`` entries of the plan to pick the largest).
-        a, b: ``[n]``, ``[m]`` positive weights of equal mass; ``None`` means uniform.
+        a, b: ``[n]``, ``[m]`` non-negative weights of equal mass; ``None`` means uniform. A zero weight
+            means an absent point: its row (column) of the plan is zero and its potential is still defined.
         sinkhorn_iters: warm-up Sinkhorn iterations (static), a multiple of ``check_every``; the warm-up
             stops early if it reaches ``tol``.
         max_newton_iters: cap on Newton steps (static); each takes one slot of the trace.
@@ -521,7 +510,7 @@ def sns(
             sooner: on W2 between 28 x 28 images it takes 27 iterations against 29 plain; on the degenerate W1
             images, 400 over-relaxed warm-up iterations (0.28 s in all) replace the paper's 700 plain ones
             (0.59 s).
-        init: warm start ``(f, g)`` for the warm-up.
+        init: warm start of the warm-up, ``(None, g)`` or ``(f, None)`` as in :func:`~ott_fast.sinkhorn`.
         shift: Levenberg-Marquardt shift: the Hessian's diagonal is scaled by ``1 + shift * error / mass``.
         newton_cost: the cost of a Newton step in Sinkhorn iterations (about 4 at n = 500 on CPU). A
             Newton step stalls when it reduces the error by less than Sinkhorn's measured rate per
@@ -535,6 +524,7 @@ def sns(
         max_line_search: halvings of the step before the line search gives up (static).
         implicit_cg_maxiter: CG cap of the implicit-differentiation backward pass (shared with Sinkhorn).
         batching: how ``vmap`` batches the solve, as in :func:`~ott_fast.sinkhorn`.
+        throw: raise at run time on invalid input or non-finite values, as in :func:`~ott_fast.sinkhorn`.
 
     Returns:
         An :class:`SNSOutput` (``f``, ``g``, ``errors``, ``n_iters``, ``converged``, ``matrix``,
@@ -575,25 +565,16 @@ def sns(
     dtype = geom.dtype
     a = val.check_weights("a", a, n, dtype)
     b = val.check_weights("b", b, m, dtype)
-    val.check_positive("tol", tol)
+    val.check_nonnegative("tol", tol)
     val.check_positive("epsilon", geom.epsilon)
+    val.check_mass(a, b, dtype)
     if val.is_concrete(shift) and float(shift) < 0:
         raise ValueError(f"shift: must be >= 0, got {float(shift)}.")
     if val.is_concrete(newton_cost) and not float(newton_cost) > 0:
         raise ValueError(f"newton_cost: must be > 0, got {float(newton_cost)}.")
-    if val.is_concrete(a, b):
-        an, bn = np.asarray(a), np.asarray(b)
-        if np.any(an <= 0) or np.any(bn <= 0):
-            raise ValueError("a, b: SNS needs positive weights (a zero weight makes a row of the Hessian vanish).")
-        sa, sb = float(an.sum()), float(bn.sum())
-        if abs(sa - sb) > 1e-5 * max(sa, sb) + 10 * float(jnp.finfo(dtype).eps):
-            raise ValueError(f"a, b: SNS solves balanced problems; got sum(a)={sa} and sum(b)={sb}.")
-    g0 = jnp.zeros((m,), dtype)
-    if init is not None:
-        f_init, g_init = init
-        g0 = val.as_float_array("init", g_init).astype(dtype)
-        if g0.shape != (m,) or jnp.shape(f_init) != (n,):
-            raise ValueError(f"init: expected (f[{n}], g[{m}]), got shapes {jnp.shape(f_init)} and {g0.shape}.")
+    g0, from_f = initial_potential(init, n, m, dtype)
+    if from_f:
+        raise ValueError("init: SNS warm-starts from g only: pass init=(None, g).")
     static = _Static(
         sinkhorn_iters,
         check_every,
@@ -605,6 +586,7 @@ def sns(
         fallback_iters,
         implicit_cg_maxiter,
         batching,
+        bool(throw),
     )
     num = _Numerics(
         tol=jnp.asarray(tol, dtype),
@@ -614,6 +596,6 @@ def sns(
         budget=jnp.asarray(max_newton_iters if newton_budget is None else newton_budget, jnp.int32),
         drop=jnp.asarray(drop, dtype),
     )
-    f, g, errors, n_iters, converged, duals, iters, diag = _solve(static, geom, a, b, g0, num)
+    f, g, errors, n_iters, converged, duals, iters, diag, status, error = _solve(static, geom, a, b, g0, num)
     one = jnp.ones((), dtype)
-    return SNSOutput(f, g, errors, n_iters, converged, geom, a, b, one, one, duals, iters, diag)
+    return SNSOutput(f, g, errors, n_iters, converged, geom, a, b, one, one, duals, iters, diag, status, error)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from ott_fast.costs import Cost, SqEuclidean, ti_gradients
 from ott_fast.entropic.sinkhorn import sinkhorn
-from ott_fast.geometry import PointCloud, RelativeEpsilon
+from ott_fast.geometry import PointCloud, RelativeEpsilon, log_block
 
 Array = jax.Array
 
@@ -35,6 +35,9 @@ class EntropicMap(NamedTuple):
         y: ``[m, d]`` target points.  g: ``[m]`` their potential.  log_b: ``[m]`` log target weights.
         epsilon: ``[]`` absolute epsilon.  cost: the ground cost.
         converged: ``[]`` bool, whether the Sinkhorn solve that gave ``g`` converged.
+        shift: ``[d]`` the common shift the solve centred both clouds by (translation-invariant costs), or
+            ``None``: costs to new points are formed from centred points too, so the map stays accurate
+            far from the origin.
 
     Example:
         >>> import jax, ott_fast as otf
@@ -51,11 +54,14 @@ class EntropicMap(NamedTuple):
     epsilon: Array
     cost: Cost
     converged: Array
+    shift: Array | None = None
 
     def weights(self, x: Array) -> Array:
         """``w[k, m]``: the entropic conditional plan ``softmax_j(log b_j + (g_j - c(x, y_j)) / eps)``."""
-        c = self.cost.all_pairs(x, self.y)
-        return jax.nn.softmax(self.log_b + (self.g - c) / self.epsilon, axis=-1)
+        x0, y0 = (x, self.y) if self.shift is None else (x - self.shift, self.y - self.shift)
+        inv = 1.0 / self.epsilon
+        z = log_block(self.cost.all_pairs(x0, y0), jnp.zeros(x.shape[:1], x.dtype), self.g * inv + self.log_b, inv)
+        return jax.nn.softmax(z, axis=-1)
 
     def _apply_block(self, x: Array) -> Array:
         w = self.weights(x)
@@ -113,7 +119,7 @@ def entropic_map(
     """
     geom = PointCloud(x, y, cost=cost, epsilon=epsilon, relative_epsilon=relative_epsilon)
     out = sinkhorn(geom, a, b, **solver_kwargs)
-    return EntropicMap(geom.y, out.g, jnp.log(out.b), geom.epsilon, geom.cost, out.converged)
+    return EntropicMap(geom.y, out.g, jnp.log(out.b), geom.epsilon, geom.cost, out.converged, geom.shift)
 
 
 # ---------------------------------------------------------------------------------------------- MLP

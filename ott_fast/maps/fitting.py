@@ -72,9 +72,6 @@ def sinkhorn_loss(
     def loss(tx: Array, y: Array) -> Array:
         g_xy = PointCloud(tx, y, cost=cost, epsilon=epsilon, relative_epsilon=relative_epsilon)
         eps = g_xy.epsilon
-        if relative_epsilon is not None:  # the scale is a constant of the batch, as in the gap
-            eps = jax.lax.stop_gradient(eps)
-            g_xy = PointCloud(g_xy.x, g_xy.y, cost=g_xy.cost, epsilon=eps)
         r_xy, c_xy = reg(g_xy)
         r_xx, c_xx = reg(PointCloud(g_xy.x, g_xy.x, cost=g_xy.cost, epsilon=eps))
         r_yy, c_yy = reg(PointCloud(g_xy.y, g_xy.y, cost=g_xy.cost, epsilon=eps))
@@ -168,9 +165,7 @@ def make_train_step(
         tx = apply_fn(params, x)
         fit_value = fitting_loss(tx, y)
         if use_gap:
-            out = monge_gap(
-                x, tx, cost=cost, epsilon=epsilon, relative_epsilon=relative_epsilon, return_output=True, **gap_kwargs
-            )
+            out = monge_gap(x, tx, cost=cost, epsilon=epsilon, relative_epsilon=relative_epsilon, **gap_kwargs)
             gap, floor = out.gap, out.floor
             total = fit_value + weight.astype(gap.dtype) * gap
         else:

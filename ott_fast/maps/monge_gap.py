@@ -34,7 +34,7 @@ __all__ = ["monge_gap", "MongeGapOutput", "entropic_transport_cost"]
 
 
 class MongeGapOutput(NamedTuple):
-    """Everything :func:`monge_gap` computed (``return_output=True``); an immutable pytree.
+    """Everything :func:`monge_gap` computed; an immutable pytree (the gap itself is ``.gap``).
 
     Attributes:
         gap: ``[]`` the Monge gap ``displacement_cost - entropic_cost``; NaN if the inner solve did not converge.
@@ -49,7 +49,7 @@ class MongeGapOutput(NamedTuple):
     Example:
         >>> import jax, ott_fast as otf
         >>> x = jax.random.normal(jax.random.PRNGKey(0), (64, 2))
-        >>> out = otf.monge_gap(x, x + 1.0, epsilon=0.1, return_output=True)  # a translation is optimal
+        >>> out = otf.monge_gap(x, x + 1.0, epsilon=0.1)  # a translation is optimal
         >>> bool(out.converged), bool(out.gap >= out.floor - 1e-4), bool(out.excess < out.floor)
         (True, True, True)
     """
@@ -102,15 +102,14 @@ def entropic_transport_cost(out: SinkhornOutput) -> Array:
 def monge_gap(
     x: Any,
     Tx: Any,
-    *,
-    cost: Cost | Any = None,
-    epsilon: Any = None,
-    relative_epsilon: RelativeEpsilon = None,
     a: Any = None,
+    *,
+    epsilon: Any,
+    cost: Cost | Any = None,
+    relative_epsilon: RelativeEpsilon = None,
     schedule: EpsilonSchedule | Literal["auto"] | None = "auto",
-    return_output: bool = False,
     **solver_kwargs: Any,
-) -> Array | MongeGapOutput:
+) -> MongeGapOutput:
     """Entropic Monge gap ``sum_i a_i c(x_i, Tx_i) - W_eps((x, a), (Tx, a))`` of a map from its samples.
 
     ``W_eps = <P, C> - eps H(P)`` is the entropic *transport* cost (not the KL-form objective
@@ -119,43 +118,42 @@ def monge_gap(
     has a gap close to that floor (closer as ``eps`` shrinks relative to the spacing of the samples), a
     non-optimal map one clearly above it.
 
-    Non-convergence: if the inner Sinkhorn solve does not reach its tolerance, the returned gap is NaN
-    (under ``jit`` too), never a silently wrong number; its gradient is then zero. Raise ``max_iters`` or
-    ``epsilon``, or use ``return_output=True`` to see the unmasked value and the trace.
+    Non-convergence: if the inner Sinkhorn solve does not reach its tolerance, ``gap`` is NaN (under ``jit``
+    too), never a silently wrong number; its gradient is then zero. Raise ``max_iters`` or ``epsilon``; the
+    output's ``entropic_cost`` and ``sinkhorn`` hold the unmasked value, the trace and the solve's status.
 
     Gradients w.r.t. ``x``, ``Tx`` (hence a map's parameters), ``epsilon`` and ``a`` use the envelope
     theorem (no linear solve; see :func:`entropic_transport_cost`). A relative epsilon's scale (the mean or
-    std of the cost matrix) is treated as a constant: otherwise the floor ``eps H(a)`` alone would pull a
-    fitted map towards a smaller mean cost.
+    std of the cost matrix) is a constant in gradients, as everywhere in ott_fast: otherwise the floor
+    ``eps H(a)`` alone would pull a fitted map towards a smaller mean cost.
 
     Args:
         x: ``[n, d]`` source samples.
         Tx: ``[n, d]`` their images under the map.
+        a: ``[n]`` weights of the samples (shared by the images), normalised to sum 1; uniform if ``None``.
+        epsilon: entropic regularisation, absolute unless ``relative_epsilon`` is set (as in
+            :class:`~ott_fast.PointCloud`; ``epsilon=0.01, relative_epsilon="mean"`` is a good start).
         cost: a :class:`~ott_fast.costs.Cost` or a function ``c(x[d], y[d])``; squared Euclidean if ``None``.
-        epsilon: entropic regularisation; ``None`` means ``0.01`` relative to the mean cost (and
-            ``relative_epsilon`` then defaults to ``"mean"``). Absolute unless ``relative_epsilon`` is set.
         relative_epsilon: ``None``, ``"mean"`` or ``"std"``: the unit of ``epsilon``, on the ``x``-``Tx``
             cost matrix.
-        a: ``[n]`` weights of the samples (shared by the images), normalised to sum 1; uniform if ``None``.
         schedule: epsilon scaling of the inner solve. ``"auto"`` (default) decays epsilon from ``20 eps`` by
             ``0.7`` per iteration: the coupling between samples and the images of a near-optimal map is
             nearly deterministic, where Sinkhorn at the target epsilon alone is slow (on batches of 256
             near-optimal pairs in d = 8: 30-150 iterations instead of 700-800; in d = 2 it can cost a few
             more). ``None`` solves at the target epsilon directly; an :class:`~ott_fast.EpsilonSchedule`
             is used as given. The gap's value does not depend on it (up to the tolerance).
-        return_output: return a :class:`MongeGapOutput` instead of the scalar gap.
         **solver_kwargs: passed to :func:`~ott_fast.sinkhorn` (``tol``, ``max_iters``, ...).
 
     Returns:
-        ``[]`` the gap (NaN if the inner solve did not converge), or a :class:`MongeGapOutput`.
+        A :class:`MongeGapOutput`; its ``gap`` is NaN if the inner solve did not converge.
 
     Example:
         >>> import jax, jax.numpy as jnp, ott_fast as otf
         >>> x = jax.random.normal(jax.random.PRNGKey(0), (64, 2))
-        >>> out = otf.monge_gap(x, x + 1.0, epsilon=0.01, return_output=True)  # a translation: optimal
+        >>> out = otf.monge_gap(x, x + 1.0, epsilon=0.01)  # a translation: optimal
         >>> bool(out.converged), bool(out.excess < 0.05 * out.floor)
         (True, True)
-        >>> bool(otf.monge_gap(x, x[:, ::-1], epsilon=0.01) > 10 * out.floor)  # a reflection: not optimal
+        >>> bool(otf.monge_gap(x, x[:, ::-1], epsilon=0.01).gap > 10 * out.floor)  # a reflection: not optimal
         True
     """
     x = val.check_points("x", x)
@@ -164,14 +162,9 @@ def monge_gap(
         raise ValueError(
             f"x, Tx: expected the same shape [n, d] (samples and their images), got {x.shape} and {Tx.shape}."
         )
-    if epsilon is None:
-        epsilon = 0.01
-        relative_epsilon = "mean" if relative_epsilon is None else relative_epsilon
     if "tau_a" in solver_kwargs or "tau_b" in solver_kwargs:
         raise ValueError("tau_a, tau_b: the Monge gap compares a map's samples with their images (balanced only).")
     geom = PointCloud(x, Tx, cost=cost, epsilon=epsilon, relative_epsilon=relative_epsilon)
-    if relative_epsilon is not None:  # the scale is a constant of the batch: no gradient through it
-        geom = PointCloud(geom.x, geom.y, cost=geom.cost, epsilon=jax.lax.stop_gradient(geom.epsilon))
     w = val.check_weights("a", a, x.shape[0], geom.dtype)
     w = w / jnp.sum(w)
     if isinstance(schedule, str):
@@ -183,6 +176,4 @@ def monge_gap(
     ent = entropic_transport_cost(out)
     floor = geom.epsilon * _entropy(out.a)
     gap = jnp.where(out.converged, displacement - ent, jnp.nan)
-    if not return_output:
-        return gap
     return MongeGapOutput(gap, displacement, ent, floor, geom.epsilon, out.converged, out)

@@ -1,0 +1,252 @@
+"""What every entropic solver shares around its loop: the status it reports, the check of its result against
+the outputs it returns, the implicit-gradient wrapper and the batching rule.
+
+A solver module supplies ``run_single(static, geom, a, b, g0, num) -> (f, g, *rest)`` (its loop, unbatched)
+and gets back, from :func:`make_solve`, a jitted solve with implicit gradients and the chosen ``vmap``
+batching. Before returning, ``run_single`` passes its potentials through :func:`finalize`, which recomputes
+the marginal error exactly from those potentials, through the same kernel as the output's ``matrix``, so
+``converged`` is a promise about what is returned, and which turns invalid or non-finite input into NaN
+potentials (hence NaN costs) with a status saying why.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ott_fast import _validation as val
+from ott_fast.entropic import dual
+
+Array = jax.Array
+
+__all__ = [
+    "Status",
+    "describe",
+    "finalize",
+    "Finalized",
+    "input_is_valid",
+    "make_solve",
+    "sequential_on_cpu",
+    "throw_on_failure",
+]
+
+
+class Status:
+    """Why a solve stopped: the integer codes of an output's ``status`` field (``[]`` int32, per problem
+    under ``vmap``). :func:`describe` turns one into words.
+
+    Attributes:
+        CONVERGED: the L1 marginal error, recomputed from the returned potentials, is ``<= tol``.
+        MAX_ITERS: the iteration cap was reached first (``tol=0``: a fixed budget, always this).
+        NONFINITE: the iterates became non-finite (epsilon too small for the dtype, say); potentials are NaN.
+        INVALID_INPUT: the input failed the in-graph check (NaN or negative weights, unequal masses of a
+            balanced problem, non-finite costs or points, epsilon not finite and > 0); potentials are NaN.
+        UNVERIFIED: the loop's running error met ``tol`` but the error recomputed from the returned
+            potentials did not (rounding at a tolerance too tight for the dtype).
+
+    Example:
+        >>> import jax, jax.numpy as jnp, ott_fast as otf
+        >>> geom = otf.Geometry(jnp.ones((2, 2)), epsilon=1.0)
+        >>> int(otf.sinkhorn(geom).status) == Status.CONVERGED
+        True
+        >>> out = jax.jit(otf.sinkhorn)(geom, jnp.array([0.5, 0.5]), jnp.ones(2))  # unequal masses, traced
+        >>> int(out.status) == Status.INVALID_INPUT, bool(jnp.isnan(out.reg_ot_cost))
+        (True, True)
+    """
+
+    CONVERGED = 0
+    MAX_ITERS = 1
+    NONFINITE = 2
+    INVALID_INPUT = 3
+    UNVERIFIED = 4
+
+
+_MESSAGES = {
+    Status.CONVERGED: "converged: the marginal error of the returned plan is within tol",
+    Status.MAX_ITERS: "hit max_iters before the marginal error reached tol",
+    Status.NONFINITE: "non-finite values appeared during the solve (epsilon too small for the dtype?)",
+    Status.INVALID_INPUT: (
+        "invalid input seen in-graph: NaN/negative weights, unequal masses of a balanced problem, "
+        "non-finite costs or points, or epsilon not finite and > 0"
+    ),
+    Status.UNVERIFIED: "the running error met tol but the error recomputed from the returned plan did not",
+}
+
+
+def describe(status: Any) -> str:
+    """The words for a status code (a Python int or a ``[]`` array).
+
+    Args:
+        status: a code of :class:`Status`.
+
+    Example:
+        >>> describe(Status.MAX_ITERS)
+        'hit max_iters before the marginal error reached tol'
+    """
+    return _MESSAGES[int(np.asarray(status))]
+
+
+class Finalized(NamedTuple):
+    """What :func:`finalize` returns: potentials as returned, the verified flag, the status and the error."""
+
+    f: Array
+    g: Array
+    converged: Array
+    status: Array
+    error: Array
+
+
+def finalize(
+    f: Array,
+    g: Array,
+    kernel: Any,
+    a: Array,
+    b: Array,
+    tau_a: Array,
+    tau_b: Array,
+    tol: Array,
+    valid: Array,
+    loop_converged: Array,
+) -> Finalized:
+    """Checks a solver's final potentials against what the output will return.
+
+    The error is recomputed with exact (max-shifted) sums at ``(f, g)`` through ``kernel``, the kernel the
+    output's plan and costs are computed from. ``converged`` holds only if it is ``<= tol`` (and
+    ``tol > 0``: ``tol=0`` asks for a fixed budget). Invalid input or non-finite values give NaN potentials,
+    so every cost derived from them is NaN too, never a plausible number.
+
+    Args:
+        f, g: ``[n]``, ``[m]`` final potentials.  kernel: the geometry's kernel.  a, b: the weights.
+        tau_a, tau_b: marginal relaxations.  tol: the tolerance.  valid: the in-graph input check.
+        loop_converged: whether the solver's own loop stopped on its running error.
+
+    Example:
+        >>> import jax.numpy as jnp, ott_fast as otf
+        >>> k, w = otf.Geometry(jnp.zeros((2, 2)), epsilon=1.0).kernel(), jnp.full(2, 0.5)
+        >>> out = finalize(jnp.zeros(2), jnp.zeros(2), k, w, w, 1.0, 1.0, 1e-6, jnp.array(True), jnp.array(True))
+        >>> bool(out.converged), float(out.error)
+        (True, 0.0)
+    """
+    log_r, log_c = dual.exact_sums(f, g, kernel, a, b)
+    err = jax.lax.stop_gradient(dual.marginal_error(f, g, log_r, log_c, a, b, kernel.epsilon, tau_a, tau_b))
+    finite = jnp.isfinite(err) & jnp.all(jnp.isfinite(f)) & jnp.all(jnp.isfinite(g))
+    ok = valid & finite
+    converged = ok & (err <= tol) & (tol > 0)
+    status = jnp.where(
+        ~valid,
+        Status.INVALID_INPUT,
+        jnp.where(
+            ~finite,
+            Status.NONFINITE,
+            jnp.where(converged, Status.CONVERGED, jnp.where(loop_converged, Status.UNVERIFIED, Status.MAX_ITERS)),
+        ),
+    ).astype(jnp.int32)
+    nan_f, nan_g = jnp.full_like(f, jnp.nan), jnp.full_like(g, jnp.nan)
+    return Finalized(jnp.where(ok, f, nan_f), jnp.where(ok, g, nan_g), converged, status, jnp.where(ok, err, jnp.nan))
+
+
+def _raise_if_failed(solver: str, status: Any) -> None:
+    codes = np.atleast_1d(np.asarray(status))
+    bad = [int(c) for c in codes if int(c) in (Status.NONFINITE, Status.INVALID_INPUT)]
+    if bad:
+        raise RuntimeError(f"{solver}: {describe(bad[0])} (status {bad[0]}); pass throw=False to get NaN instead.")
+
+
+def throw_on_failure(solver: str, status: Array) -> None:
+    """With ``throw=True``: raises at run time, under ``jit`` too, when a solve saw invalid input or
+    non-finite values (a host callback, so it costs a device-to-host sync: opt-in only)."""
+    jax.debug.callback(functools.partial(_raise_if_failed, solver), status)
+
+
+# ------------------------------------------------------------------------------- gradients and batching
+
+
+def sequential_on_cpu(batching: str, shape: tuple[int, int], implicit_diff: bool = True) -> bool:
+    """The batching rule shared by the solvers: ``"auto"`` is a loop over members on CPU for problems of at
+    least ``2**14`` cost entries (where batching buys no parallelism and each member stops at its own
+    iteration count), else a batched loop; ``"sequential"`` / ``"parallel"`` as said."""
+    if batching == "auto":  # reverse-mode autodiff cannot go through the loop: unrolled is parallel
+        big = shape[0] * shape[1] >= _SEQUENTIAL_MIN_ENTRIES
+        return implicit_diff and big and jax.default_backend() == "cpu"
+    return batching == "sequential"
+
+
+_SEQUENTIAL_MIN_ENTRIES = 1 << 14
+
+
+def make_solve(
+    run_single: Callable[..., tuple],
+    *,
+    taus: Callable[[Any], tuple[Array, Array]],
+    cg_maxiter: Callable[[Any], int],
+    sequential: Callable[[Any, tuple[int, int]], bool],
+    num_cotangent: Callable[[Any, Array, Array], Any],
+) -> Callable[..., tuple]:
+    """A jitted ``solve(static, geom, a, b, g0, num) -> (f, g, *rest)`` with implicit gradients.
+
+    The backward pass is the implicit differentiation of the optimality conditions shared by every
+    entropic solver (:func:`~ott_fast.entropic.dual.implicit_vjp`), from the potentials' cotangents.
+
+    Args:
+        run_single: the solver's loop for one problem; its first two outputs are ``f``, ``g``.
+        taus: ``num -> (tau_a, tau_b)``.  cg_maxiter: ``static -> int``, the backward CG cap.
+        sequential: ``(static, shape) -> bool``, whether ``vmap`` loops over members.
+        num_cotangent: ``(num, g_tau_a, g_tau_b) -> cotangent of num``.
+
+    Returns:
+        ``(solve, solve_unrolled)``: the first differentiates implicitly, the second through the loop.
+
+    Example:
+        >>> solve, _ = make_solve(lambda s, geom, a, b, g0, num: (a, b), taus=lambda num: (1.0, 1.0),
+        ...                       cg_maxiter=lambda s: 10, sequential=lambda s, shape: False,
+        ...                       num_cotangent=lambda num, ta, tb: num)
+        >>> callable(solve)
+        True
+    """
+
+    @functools.lru_cache(maxsize=64)
+    def sequential_run(static: Any) -> Any:
+        return jax.custom_batching.sequential_vmap(functools.partial(run_single, static))
+
+    def core(static: Any, geom: Any, a: Array, b: Array, g0: Array, num: Any) -> tuple:
+        if sequential(static, geom.shape):
+            return sequential_run(static)(geom, a, b, g0, num)
+        return run_single(static, geom, a, b, g0, num)
+
+    def fwd(static: Any, geom: Any, a: Array, b: Array, g0: Array, num: Any) -> tuple:
+        out = core(static, geom, a, b, g0, num)
+        return out, (out[0], out[1], geom, a, b, num)
+
+    def bwd(static: Any, res: tuple, cts: tuple) -> tuple:
+        f, g, geom, a, b, num = res
+        tau_a, tau_b = taus(num)
+        grads = dual.implicit_vjp(f, g, geom, a, b, tau_a, tau_b, cts[0], cts[1], cg_maxiter(static))
+        g_geom, g_a, g_b, g_ta, g_tb = grads
+        return g_geom, g_a, g_b, jnp.zeros((geom.shape[1],), a.dtype), num_cotangent(num, g_ta, g_tb)
+
+    implicit = jax.custom_vjp(core, nondiff_argnums=(0,))
+    implicit.defvjp(fwd, bwd)
+    return jax.jit(implicit, static_argnums=(0,)), jax.jit(core, static_argnums=(0,))
+
+
+def input_is_valid(kernel: Any, a: Array, b: Array, tau_a: Array, tau_b: Array) -> Array:
+    """``[]`` bool: the in-graph input check of an entropic problem (:func:`ott_fast._validation.problem_is_valid`,
+    and ``tau`` in ``(0, 1]``).
+
+    Args:
+        kernel: the geometry's kernel.  a, b: the weights.  tau_a, tau_b: marginal relaxations.
+
+    Example:
+        >>> import jax.numpy as jnp, ott_fast as otf
+        >>> k = otf.Geometry(jnp.zeros((2, 2)), epsilon=1.0).kernel()
+        >>> bool(input_is_valid(k, jnp.full(2, 0.5), jnp.array([0.5, jnp.nan]), 1.0, 1.0))
+        False
+    """
+    ta, tb = jnp.asarray(tau_a), jnp.asarray(tau_b)
+    ok = val.problem_is_valid(kernel, a, b, (ta >= 1) & (tb >= 1))
+    return ok & (ta > 0) & (tb > 0) & (ta <= 1) & (tb <= 1)
