@@ -8,7 +8,7 @@ Example:
     True
 """
 
-from ott_fast import costs, entropic, maps, sliced, trace
+from ott_fast import costs, entropic, maps, meshes, sliced, trace
 from ott_fast.entropic import (
     EpsilonSchedule,
     NewtonDiagnostics,
@@ -38,6 +38,7 @@ from ott_fast.sliced import directions as sliced_directions
 __all__ = [
     "costs",
     "entropic",
+    "meshes",
     "sliced",
     "Geometry",
     "PointCloud",
