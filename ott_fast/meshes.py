@@ -254,8 +254,10 @@ def _sample_surface(key: Array, v: Array, f: Array, n: int) -> SurfaceSample:
     total = jnp.sum(g.areas)
     prob = g.areas / total
     kf, ku = jax.random.split(key)
-    logits = jnp.where(g.areas > 0, jnp.log(jnp.where(g.areas > 0, lax.stop_gradient(g.areas), 1.0)), -jnp.inf)
-    idx = jax.random.categorical(kf, logits, shape=(n,))
+    # the face by inverting the cumulative areas: O(n log F), and a zero-area face (a flat step) is never chosen
+    cum = jnp.cumsum(lax.stop_gradient(g.areas))
+    draw = jax.random.uniform(kf, (n,), dtype=v.dtype) * cum[-1]
+    idx = jnp.clip(jnp.searchsorted(cum, draw, side="right"), 0, f.shape[0] - 1)
     u = jax.random.uniform(ku, (n, 2), dtype=v.dtype)
     s = jnp.sqrt(u[:, 0])
     bary = jnp.stack([1.0 - s, s * (1.0 - u[:, 1]), s * u[:, 1]], axis=1)  # [n, 3]
