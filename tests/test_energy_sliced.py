@@ -134,6 +134,12 @@ def test_random_path_directions_are_unit_and_follow_the_power_spherical_and_vmf_
     assert abs(np.mean(perp @ np.array([2.0, -1.0, 0.0]) / np.sqrt(5))) < 0.02
     theta, t = _dots_with_fixed_location(None, "vmf", n=10)  # unperturbed: the normalised difference itself
     np.testing.assert_allclose(theta, np.tile([1 / 3, 2 / 3, 2 / 3], (10, 1)), rtol=1e-6)
+    # coincident points: the pair gets a uniform random direction instead, unit and finite
+    same = otf.random_path_directions(
+        jax.random.PRNGKey(1), np.ones((1, 3)), np.ones((1, 3)), n_projections=10, kappa=None, perturbation="vmf"
+    )
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(same), axis=1), 1.0, atol=2e-6)
+    assert np.std(np.asarray(same)[:, 0]) > 0.1
 
 
 def test_random_path_estimate_matches_an_independent_reference_with_scipy_vmf(x64):
@@ -181,9 +187,6 @@ def test_random_path_padding_keys_gradients_and_iwrpsw():
     np.testing.assert_array_equal(np.asarray(otf.random_path_directions(key, xp, y, ap, b, n_projections=64)), base)
     via_sw = float(otf.sliced_wasserstein(key, x, y, ones, b, n_projections=64, directions="random_path"))
     assert via_sw == pytest.approx(float(otf.sliced_wasserstein(None, x, y, ones, b, directions=base)), rel=1e-6)
-    # identical points: the coincident pairs get a random direction, still unit and finite
-    same = otf.random_path_directions(key, x[:1], x[:1], n_projections=16)
-    np.testing.assert_allclose(np.linalg.norm(np.asarray(same), axis=1), 1.0, atol=2e-6)
     grad = jax.jit(jax.grad(lambda x: otf.sliced_wasserstein(key, x, y, n_projections=32, directions="random_path")))(x)
     assert bool(jnp.all(jnp.isfinite(grad))) and float(jnp.abs(grad).max()) > 0
     # IWRPSW: energy weights over random-path directions, above RPSW on the same draws

@@ -125,10 +125,8 @@ def test_sw_of_varifold_with_itself_is_zero_and_with_its_translate_is_the_closed
     y, b = meshes.varifold(v + t, f, normal_scale=0.7)  # the translated mesh, not the translated points
     tau = np.concatenate([t, np.zeros(3)])
     theta = np.asarray(otf.sliced_directions(jax.random.PRNGKey(1), 64, 6))
-    for p in (1, 2):
-        sw = float(jax.jit(partial(otf.sliced_wasserstein, None, p=p))(x, y, a, b, directions=theta))
-        assert sw == pytest.approx(np.mean(np.abs(theta @ tau) ** p), rel=1e-9)  # 1-D shifts, direction by direction
-        sw2 = sw
+    sw2 = float(jax.jit(partial(otf.sliced_wasserstein, None))(x, y, a, b, directions=theta))
+    assert sw2 == pytest.approx(np.mean((theta @ tau) ** 2), rel=1e-9)  # 1-D shifts, direction by direction
     # ... and over the sphere S^5: E (theta . tau)^2 = |t|^2 / 6
     sw = float(otf.sliced_wasserstein(jax.random.PRNGKey(2), x, y, a, b, n_projections=4000, directions="orthogonal"))
     assert sw == pytest.approx(t @ t / 6, rel=0.06)
@@ -284,5 +282,4 @@ def test_average_surface_distance_closed_form_and_zero():
     f = np.array([[0, 1, 2], [0, 2, 3]])
     key = jax.random.PRNGKey(0)
     assert float(meshes.average_surface_distance(key, sq, f, sq + [0, 0, 0.3], f, n_samples=500)) == pytest.approx(0.3)
-    v, fs = _bumpy_sphere(1)
-    assert float(meshes.average_surface_distance(key, v, fs, v, fs, n_samples=500)) < 1e-6
+    assert float(meshes.average_surface_distance(key, sq, f, sq, f, n_samples=500)) < 1e-7
