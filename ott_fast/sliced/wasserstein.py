@@ -261,10 +261,10 @@ def random_path_directions(
     """Random-path projecting directions ``[L, d]`` (Nguyen, Zhang, Le & Ho, ICML 2024, arXiv 2401.15889).
 
     Each direction is ``theta_l ~ sigma_kappa(. ; (x_i - y_j) / |x_i - y_j|)`` with ``x_i ~ a``, ``y_j ~ b`` drawn
-    independently, and ``sigma_kappa(. ; mu)`` the power spherical law (density ``∝ (1 + mu^T theta)^kappa``, the
-    paper's default; ``E mu^T theta = kappa / (kappa + d - 1)``) or the von Mises-Fisher law (``∝ exp(kappa mu^T
-    theta)``) around ``mu``; ``kappa=None`` keeps the unperturbed normalised differences. A pair of coincident
-    points (``x_i = y_j``) gets a uniform random direction instead.
+    independently, and ``sigma_kappa(. ; mu)`` the power spherical law (density ``∝ (1 + mu^T theta)^kappa``, as in
+    the authors' code, with ``kappa = 50`` there; ``E mu^T theta = kappa / (kappa + d - 1)``) or the von
+    Mises-Fisher law (``∝ exp(kappa mu^T theta)``) around ``mu``; ``kappa=None`` keeps the unperturbed normalised
+    differences. A pair of coincident points (``x_i = y_j``) gets a uniform random direction instead.
 
     Gradients are pathwise: for a fixed key the directions are a smooth function of the chosen ``x_i``, ``y_j``
     (the perturbation is reparameterised through a Householder reflection, as in the authors' code), so a loss
