@@ -25,7 +25,7 @@ Example:
     (True, 'converged: the marginal error of the returned plan is within tol')
 """
 
-from ott_fast import costs, entropic, maps, sliced, trace
+from ott_fast import costs, entropic, maps, meshes, sliced, trace
 from ott_fast.entropic import (
     EpsilonSchedule,
     NewtonDiagnostics,
@@ -42,8 +42,10 @@ from ott_fast.sliced import (
     ProjectionSearchOutput,
     apply_amortized,
     distributional_sliced_wasserstein,
+    energy_sliced_wasserstein,
     init_amortized,
     max_sliced_wasserstein,
+    random_path_directions,
     sample_vmf,
     sliced_wasserstein,
     vmf_distributional_sliced_wasserstein,
@@ -56,6 +58,7 @@ from ott_fast.sliced import directions as sliced_directions
 __all__ = [
     "costs",
     "entropic",
+    "meshes",
     "sliced",
     "Geometry",
     "PointCloud",
@@ -73,6 +76,8 @@ __all__ = [
     "sliced_wasserstein",
     "sliced_directions",
     "sliced_control_variates",
+    "random_path_directions",
+    "energy_sliced_wasserstein",
     "max_sliced_wasserstein",
     "distributional_sliced_wasserstein",
     "vmf_sliced_wasserstein",

@@ -6,7 +6,9 @@
   uniformly random rotation per estimate, Nguyen et al., ICLR 2024), ``"orthogonal"`` (blocks of random
   orthonormal bases, any ``d``), or a user-given ``[L, d]`` array. Every generated set has uniform marginals,
   so each estimator below is unbiased for ``SW_p^p`` whatever the set (up to the control variates' ``O(1/L)``
-  coefficient bias, see below).
+  coefficient bias, see below). ``"random_path"`` (Nguyen, Zhang, Le & Ho, ICML 2024, arXiv 2401.15889) is the
+  exception: its directions depend on the measures (:func:`random_path_directions`), and the estimate is then of
+  the random-path sliced Wasserstein ``RPSW_p^p``, a different quantity.
 - estimators: ``"mc"`` (the mean over directions) and the two Gaussian-approximation control variates of
   Nguyen & Ho (ICLR 2024, arXiv 2305.00402), ``p = 2`` only: ``"cv_lower"`` with
   ``C(theta) = (theta^T dm)^2`` and ``"cv_upper"`` with ``C(theta) = (theta^T dm)^2 + theta^T (S_x + S_y) theta``,
@@ -19,6 +21,7 @@ times faster than floats; the permutation (needed for gradients and weights) is 
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import jax
@@ -26,7 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ott_fast._validation import as_float_array, check_points, check_weights, is_concrete
+from ott_fast._validation import as_float_array, check_points, check_positive, check_weights, is_concrete
+from ott_fast.sliced.vmf import _householder_from_e1, _safe_normalize, _sample_w
 
 Array = jax.Array
 
@@ -37,10 +41,12 @@ __all__ = [
     "control_variates",
     "spiral_directions",
     "random_orthogonal",
+    "random_path_directions",
 ]
 
 DIRECTIONS = ("mc", "qmc", "orthogonal")
 ESTIMATORS = ("mc", "cv_lower", "cv_upper")
+PERTURBATIONS = ("power_spherical", "vmf")
 
 
 # ----------------------------------------------------------------------------------------------- sorting
@@ -219,6 +225,98 @@ def directions(key: Array, n_projections: int, d: int, kind: str = "mc", dtype: 
     return qs.reshape(blocks * d, d)[:n_projections]
 
 
+def _draw_index(key: Array, w: Array | None, size: int, count: int, dtype: Any) -> Array:
+    """``count`` i.i.d. indices in ``[0, size)`` with probabilities ``w`` (``None``: uniform), by inverse CDF.
+
+    Inverting the cumulative weights never picks a zero-weight point, and inserting zero-weight points anywhere
+    leaves the chosen *points* unchanged (the same uniform draw lands on the same mass).
+    """
+    w = jnp.full((size,), 1.0 / size, dtype) if w is None else lax.stop_gradient(w)
+    cum = jnp.cumsum(w)
+    u = jax.random.uniform(key, (count,), dtype=dtype) * cum[-1]
+    return jnp.clip(jnp.searchsorted(cum, u, side="right"), 0, size - 1)
+
+
+def _sample_power_spherical_w(key: Array, kappa: Array, d: int, n: int, dtype: Any) -> Array:
+    """``w = mu^T x`` of the power spherical law (De Cao & Aziz, 2020): ``(w+1)/2 ~ Beta((d-1)/2 + kappa, (d-1)/2)``."""
+    beta = 0.5 * (d - 1)
+    if d == 3:  # Beta(1 + kappa, 1) has the CDF z^(1 + kappa): exact inversion, no gamma sampler to compile
+        z = jax.random.uniform(key, (n,), dtype=dtype) ** (1.0 / (1.0 + kappa))
+    else:
+        z = jax.random.beta(key, beta + kappa, jnp.asarray(beta, dtype), (n,), dtype=dtype)
+    return jnp.clip(2.0 * z - 1.0, -1.0, 1.0)
+
+
+def random_path_directions(
+    key: Array,
+    x: Any,
+    y: Any,
+    a: Any = None,
+    b: Any = None,
+    *,
+    n_projections: int,
+    kappa: Any = 50.0,
+    perturbation: str = "power_spherical",
+) -> Array:
+    """Random-path projecting directions ``[L, d]`` (Nguyen, Zhang, Le & Ho, ICML 2024, arXiv 2401.15889).
+
+    Each direction is ``theta_l ~ sigma_kappa(. ; (x_i - y_j) / |x_i - y_j|)`` with ``x_i ~ a``, ``y_j ~ b`` drawn
+    independently, and ``sigma_kappa(. ; mu)`` the power spherical law (density ``∝ (1 + mu^T theta)^kappa``, as in
+    the authors' code, with ``kappa = 50`` there; ``E mu^T theta = kappa / (kappa + d - 1)``) or the von
+    Mises-Fisher law (``∝ exp(kappa mu^T theta)``) around ``mu``; ``kappa=None`` keeps the unperturbed normalised
+    differences. A pair of coincident points (``x_i = y_j``) gets a uniform random direction instead.
+
+    Gradients are pathwise: for a fixed key the directions are a smooth function of the chosen ``x_i``, ``y_j``
+    (the perturbation is reparameterised through a Householder reflection, as in the authors' code), so a loss
+    built on them differentiates through the directions as well; the choice of the pair is discrete and carries no
+    gradient with respect to the weights.
+
+    Args:
+        key: a ``jax.random`` key.  x, y: ``[n, d]``, ``[m, d]`` points.  a, b: ``[n]``, ``[m]`` weights (``None``:
+            uniform; zero-weight points are never chosen).
+        n_projections: number ``L`` of directions (static).  kappa: concentration ``> 0`` (traced) or ``None``.
+        perturbation: ``"power_spherical"`` or ``"vmf"``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, ott_fast as otf
+        >>> x = jax.random.normal(jax.random.PRNGKey(0), (100, 3))
+        >>> theta = otf.random_path_directions(jax.random.PRNGKey(1), x, x + 2.0, n_projections=64)
+        >>> theta.shape, bool(jnp.allclose(jnp.linalg.norm(theta, axis=1), 1.0, atol=1e-5))
+        ((64, 3), True)
+    """
+    if perturbation not in PERTURBATIONS:
+        raise ValueError(f"perturbation: expected one of {PERTURBATIONS}, got {perturbation!r}.")
+    if not isinstance(n_projections, (int, np.integer)) or n_projections < 1:
+        raise ValueError(f"n_projections: expected a positive integer, got {n_projections!r}.")
+    if kappa is not None:
+        check_positive("kappa", kappa)
+    x, y, a, b = _prepare(x, y, a, b)
+    return _random_path(key, x, y, a, b, int(n_projections), kappa, perturbation)
+
+
+@partial(jax.jit, static_argnums=(5, 7))
+def _random_path(
+    key: Array, x: Array, y: Array, a: Array | None, b: Array | None, n: int, kappa: Any, perturbation: str
+) -> Array:
+    d, dtype = x.shape[1], x.dtype
+    ki, kj, kg, kw, kv = jax.random.split(key, 5)
+    diff = x[_draw_index(ki, a, x.shape[0], n, dtype)] - y[_draw_index(kj, b, y.shape[0], n, dtype)]
+    sq = jnp.sum(diff * diff, axis=1, keepdims=True)
+    ok = sq > 0
+    fallback = jax.random.normal(kg, (n, d), dtype=dtype)
+    mu = jnp.where(ok, diff * lax.rsqrt(jnp.where(ok, sq, 1.0)), _safe_normalize(fallback))
+    if kappa is None:
+        return mu
+    kappa = jnp.asarray(kappa, dtype)
+    if perturbation == "power_spherical":
+        w = _sample_power_spherical_w(kw, kappa, d, n, dtype)
+    else:
+        w = _sample_w(kw, kappa, d, n, 32, dtype)
+    v = _safe_normalize(jax.random.normal(kv, (n, d - 1), dtype=dtype))
+    z = jnp.concatenate([w[:, None], jnp.sqrt(jnp.clip(1.0 - w * w, 0.0))[:, None] * v], axis=1)
+    return jax.vmap(lambda m, zz: _householder_from_e1(m, zz[None, :])[0])(mu, z)
+
+
 # ---------------------------------------------------------------------------------------------- estimators
 
 
@@ -326,6 +424,19 @@ def _resolve_directions(key: Any, dirs: Any, n_projections: int | None, d: int, 
     return theta
 
 
+def _resolve_all_directions(
+    key: Any, dirs: Any, n_projections: int | None, x: Array, y: Array, a: Array | None, b: Array | None, kappa: Any
+) -> Array:
+    """The directions of an estimator: generated, given, or drawn along random paths between ``x`` and ``y``."""
+    if isinstance(dirs, str) and dirs == "random_path":
+        if key is None:
+            raise TypeError("key: a jax.random key is required to draw directions (there is no default key).")
+        if n_projections is None:
+            raise ValueError("n_projections: required unless directions is an array [L, d].")
+        return random_path_directions(key, x, y, a, b, n_projections=n_projections, kappa=kappa)
+    return _resolve_directions(key, dirs, n_projections, x.shape[1], x.dtype)
+
+
 def sliced_wasserstein(
     key: Any,
     x: Any,
@@ -338,6 +449,7 @@ def sliced_wasserstein(
     directions: str | Any = "mc",
     estimator: str = "mc",
     root: bool = False,
+    kappa: Any = 50.0,
 ) -> Array:
     """Sliced Wasserstein ``SW_p^p`` between ``(x[n, d], a[n])`` and ``(y[m, d], b[m])``, estimated.
 
@@ -347,13 +459,16 @@ def sliced_wasserstein(
         n_projections: number ``L`` of directions (static).
         p: the ground cost ``|s - t|^p``, ``p >= 1`` (traced unless a Python number).
         directions: ``"mc"``, ``"qmc"`` (``d = 3``), ``"orthogonal"``, or an ``[L, d]`` array used as given
-            (not renormalised, as POT's ``projections``, transposed).
+            (not renormalised, as POT's ``projections``, transposed); ``"random_path"`` draws measure-dependent
+            directions (:func:`random_path_directions`, power spherical perturbation of concentration ``kappa``)
+            and estimates the random-path ``RPSW_p^p`` instead, with gradients through the directions too.
         estimator: ``"mc"`` (mean over directions), ``"cv_lower"`` or ``"cv_upper"`` (control variates of
             Nguyen & Ho 2024; ``p = 2`` only). The control-variate coefficient is estimated from the same
             directions and does not carry gradients (see :func:`_cv_estimate`); the CV estimate can be
             slightly negative when ``SW`` is ~0.
         root: return ``SW_p = max(estimate, 0)^(1/p)`` (POT's convention) with a zero gradient at ``0``
             instead of ``SW_p^p`` (OTT-JAX's). The root of an unbiased estimate is biased.
+        kappa: concentration of ``directions="random_path"`` (ignored otherwise).
 
     Returns:
         A scalar in the dtype of the inputs.
@@ -371,7 +486,7 @@ def sliced_wasserstein(
         raise ValueError(f"estimator={estimator!r}: the control variates are for p = 2 (a Python number), got p={p}.")
     _check_p(p)
     x, y, a, b = _prepare(x, y, a, b)
-    theta = _resolve_directions(key, directions, n_projections, x.shape[1], x.dtype)
+    theta = _resolve_all_directions(key, directions, n_projections, x, y, a, b, kappa)
     xp, yp = theta @ x.T, theta @ y.T  # [L, n]: one matmul each, then sort along the contiguous axis
     w = _w1d(xp, yp, a, b, p)
     if estimator == "mc":
