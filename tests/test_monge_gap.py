@@ -146,8 +146,10 @@ def test_gap_input_validation():
         otf.monge_gap(x, x, epsilon=0.1, tau_a=0.5)
     with pytest.raises(ValueError, match="epsilon"):
         otf.monge_gap(x, x, epsilon=-1.0)
-    with pytest.raises(ValueError, match="NaN"):
-        otf.monge_gap(x, x.at[0, 0].set(jnp.nan), epsilon=0.1)
+    with pytest.raises(ValueError, match="NaN"):  # host arrays are checked eagerly
+        otf.monge_gap(x, np.asarray(x.at[0, 0].set(jnp.nan)), epsilon=0.1)
+    out = otf.monge_gap(x, x.at[0, 0].set(jnp.nan), epsilon=0.1)  # device arrays in-graph: no host copy
+    assert np.isnan(float(out.gap)) and int(out.sinkhorn.status) == otf.Status.INVALID_INPUT
 
 
 # ------------------------------------------------------------------------------------ costs h(x - y)
