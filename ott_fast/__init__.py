@@ -9,6 +9,7 @@ Example:
 """
 
 from ott_fast import costs, entropic, maps, sliced, trace
+from ott_fast._version import __version__ as __version__
 from ott_fast.entropic import (
     EpsilonSchedule,
     NewtonDiagnostics,
@@ -70,4 +71,3 @@ __all__ = [
     "fitting",
     "fit",
 ]
-__version__ = "0.1.0"
