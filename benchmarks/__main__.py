@@ -146,9 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         help="run the online cases for ott_fast only (no OTT-JAX 0.8.1 environment)",
     )
     parser.add_argument(
-        "--no-readme",
+        "--no-tables",
         action="store_true",
-        help="full mode: do not rewrite the README's benchmark tables (they are always in <out>/benchmarks.md)",
+        help="full mode: do not rewrite the tables and plots of docs/benchmarks.md (they are always in <out>)",
     )
     parser.add_argument(
         "--suites",
@@ -176,9 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     with open(os.path.join(args.out, "benchmarks.md"), "w") as fh:
         fh.write("".join(f"## {name}\n\n{table}\n\n" for name, table in tables.items()))
     print(f"\nwrote {os.path.join(args.out, 'benchmarks.md')}")
-    if not args.quick and not args.no_readme:  # full mode regenerates the README's tables
-        readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
-        print(f"updated {readme}: {report.update_readme(readme, tables)}")
+    if not args.quick and not args.no_tables:  # full mode regenerates the docs' benchmark tables and plots
+        print(f"updated {report.PAGE}: tables {report.update_tables(report.PAGE, tables)}, ", end="")
+        print(f"plots {report.update_plots(report.PAGE, args.out, suites)}")
     return 0
 
 
