@@ -1,12 +1,13 @@
 """The API reference, generated from ``__all__``: one page per public module, every public name on it once.
 
 Each object is documented (autodoc, its docstring and example) on the page of the first module in
-:data:`MODULES` whose ``__all__`` lists it; every other module that lists it links there. The top-level
-``ott_fast`` page lists every name of ``ott_fast.__all__`` with its summary and a link, and documents the
-names no family module lists (``Geometry``, ``PointCloud``). :data:`ALIASES` maps each other public path of
-an object (``ott_fast.sinkhorn``) to the documented one (``ott_fast.entropic.sinkhorn``) so that
-cross-references written either way resolve. Nothing here imports Sphinx: ``tests/test_docs.py`` checks the
-coverage without building the site.
+:data:`MODULES` whose ``__all__`` lists it; every other module that lists it links there. A new public
+module (in an ``__all__``) gets its page by itself. The top-level ``ott_fast`` page lists every name of
+``ott_fast.__all__`` with its summary and a link, and documents the names no family module lists
+(``Geometry``, ``PointCloud``). :func:`aliases` maps each other public path of an object
+(``ott_fast.sinkhorn``) to the documented one (``ott_fast.entropic.sinkhorn``) so that cross-references
+written either way resolve. Nothing here imports Sphinx: ``tests/test_docs.py`` checks the coverage
+without building the site.
 """
 
 from __future__ import annotations
@@ -17,17 +18,26 @@ import pathlib
 import types
 from typing import Any
 
-# Family modules first: an object is documented where its family lists it, the top level links to it.
-MODULES = [
-    "ott_fast.entropic",
-    "ott_fast.sliced",
-    "ott_fast.maps",
-    "ott_fast.maps.fitting",
-    "ott_fast.costs",
-    "ott_fast.trace",
-    "ott_fast",
-]
 TOP = "ott_fast"
+# Family modules first: an object is documented where its family lists it, the top level links to it.
+FAMILIES = ["ott_fast.entropic", "ott_fast.sliced", "ott_fast.maps", "ott_fast.maps.fitting", "ott_fast.costs"]
+
+
+def _modules() -> list[str]:
+    """:data:`FAMILIES`, then every other public module (listed in an ``__all__``), then ``ott_fast``."""
+    found = list(FAMILIES)
+    queue = [TOP, *FAMILIES]
+    while queue:
+        module = importlib.import_module(queue.pop(0))
+        for name in getattr(module, "__all__", []):
+            obj = getattr(module, name)
+            if isinstance(obj, types.ModuleType) and obj.__name__ not in found and obj.__name__ != TOP:
+                found.append(obj.__name__)
+                queue.append(obj.__name__)
+    return [*found, TOP]
+
+
+MODULES = _modules()
 
 
 def _summary(obj: Any) -> str:
