@@ -27,6 +27,7 @@ import jax
 import numpy as np
 
 from benchmarks import online, problems, report, runners
+from ott_fast._progress import progress_bar
 
 # DESIGN.md's physical limit on a 2-core CPU: 10-25 iterations/s at n = m = 10,000 (exp and memory bound),
 # i.e. 0.4-1.0 ns per matrix entry per iteration; it scales with n * m.
@@ -145,15 +146,16 @@ def main(argv: list[str] | None = None) -> int:
         help="run the online cases for ott_fast only (no OTT-JAX 0.8.1 environment)",
     )
     parser.add_argument(
-        "--no-readme",
+        "--no-tables",
         action="store_true",
-        help="full mode: do not rewrite the README's benchmark tables (they are always in <out>/benchmarks.md)",
+        help="full mode: do not rewrite the tables and plots of docs/benchmarks.md (they are always in <out>)",
     )
     parser.add_argument(
         "--suites",
         default=",".join(SUITES),
         help=f"comma-separated suites to run (default: all of {','.join(SUITES)})",
     )
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     suites = [s.strip() for s in args.suites.split(",") if s.strip()]
@@ -166,16 +168,17 @@ def main(argv: list[str] | None = None) -> int:
         if name != "sinkhorn":
             print(f"\n===== {name} =====", flush=True)
             module = importlib.import_module(SUITES[name])
-            code = module.main((["--quick"] if args.quick else []) + ["--out", args.out])
+            flags = (["--quick"] if args.quick else []) + ([] if args.progress else ["--no-progress"])
+            code = module.main(flags + ["--out", args.out])
             if code:
                 return code
     tables = report.render(args.out, suites)
     with open(os.path.join(args.out, "benchmarks.md"), "w") as fh:
         fh.write("".join(f"## {name}\n\n{table}\n\n" for name, table in tables.items()))
     print(f"\nwrote {os.path.join(args.out, 'benchmarks.md')}")
-    if not args.quick and not args.no_readme:  # full mode regenerates the README's tables
-        readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
-        print(f"updated {readme}: {report.update_readme(readme, tables)}")
+    if not args.quick and not args.no_tables:  # full mode regenerates the docs' benchmark tables and plots
+        print(f"updated {report.PAGE}: tables {report.update_tables(report.PAGE, tables)}, ", end="")
+        print(f"plots {report.update_plots(report.PAGE, args.out, suites)}")
     return 0
 
 
@@ -188,31 +191,38 @@ def sinkhorn_suite(args: argparse.Namespace) -> None:
         sizes, batch, repeats = (4000,), (64, 256), 3
     t0 = time.time()
     cases = []
-    for n in sizes:
-        for d in (3, 64):
-            cases.append(single_case(n, d, tol, repeats, with_pot=not args.no_pot))
-            print_single(cases[-1])
-    cases.append(batch_case(batch[0], batch[1], 3, tol, repeats))
-    print_batch(cases[-1])
     online_cases: list[dict[str, Any]] = []
-    if not args.quick and not args.no_online:
-        ott_py = None if args.no_ott_online else online.ott_python(args.out)
-        for n in (10_000, 50_000):
+    online_sizes = [] if args.quick or args.no_online else [(n, d) for n in (10_000, 50_000) for d in (3, 64)]
+    total = 2 * len(sizes) + 1 + len(online_sizes) + bool(online_sizes)
+    # one bar step per case, advanced between cases (never inside a timed run)
+    with progress_bar(total=total, desc="sinkhorn", unit="case", progress=args.progress) as bar:
+        for n in sizes:
             for d in (3, 64):
+                cases.append(single_case(n, d, tol, repeats, with_pot=not args.no_pot))
+                print_single(cases[-1])
+                bar.update()
+        cases.append(batch_case(batch[0], batch[1], 3, tol, repeats))
+        print_batch(cases[-1])
+        bar.update()
+        if online_sizes:
+            ott_py = None if args.no_ott_online else online.ott_python(args.out)
+            for n, d in online_sizes:
                 online_cases.append(online.online_case(n, d, ott_py, with_ott=True))
                 online.print_online(online_cases[-1:])
-        big = online.solve_and_gradient()
-        online_cases.append(big)
-        print(
-            f"\n{big['case']}: "
-            + (
-                big.get("error")
-                or f"{big['iterations']} iterations, converged={big['converged']}, "
-                f"gradient finite={big['grad_finite']}, "
-                f"{big['seconds']:.0f} s with compilation, peak RSS {big['peak_rss'] / 1e9:.2f} GB "
-                f"(a dense float32 cost matrix alone: {big['dense_matrix_bytes'] / 1e9:.0f} GB)"
+                bar.update()
+            big = online.solve_and_gradient()
+            online_cases.append(big)
+            bar.update()
+            print(
+                f"\n{big['case']}: "
+                + (
+                    big.get("error")
+                    or f"{big['iterations']} iterations, converged={big['converged']}, "
+                    f"gradient finite={big['grad_finite']}, "
+                    f"{big['seconds']:.0f} s with compilation, peak RSS {big['peak_rss'] / 1e9:.2f} GB "
+                    f"(a dense float32 cost matrix alone: {big['dense_matrix_bytes'] / 1e9:.0f} GB)"
+                )
             )
-        )
     import ot
     import ott
 

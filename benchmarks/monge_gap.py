@@ -39,6 +39,7 @@ import scipy.linalg as sl
 
 import ott_fast as otf
 from ott_fast import costs
+from ott_fast._progress import progress_bar
 
 EPS_REL = 0.01
 LR = 1e-3
@@ -373,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny budgets (smoke test, < 1 minute)")
     parser.add_argument("--out", default="out", help="output folder")
     parser.add_argument("--no-ott", action="store_true", help="skip OTT-JAX's MongeGapEstimator")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     t0 = time.time()
@@ -384,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
         probs += [mahalanobis_problem(4, seed=3), elastic_problem(8)]
         n_steps, n_test, n_ent, chunk = 400, 10_000, 2048, 100
     cases = []
-    for prob in probs:
+    # one bar step per problem, advanced between problems (never inside a timed fit)
+    for prob in progress_bar(probs, desc="monge_gap", unit="problem", progress=args.progress):
         cases.append(run_case(prob, n_steps, n_test, n_ent, chunk, with_ott=not args.no_ott))
         print_case(cases[-1])
     import ott

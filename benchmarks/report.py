@@ -1,16 +1,20 @@
-"""Markdown tables from the suites' JSON, and the README sections they regenerate.
+"""Markdown tables from the suites' JSON, and the sections of the docs' benchmarks page they regenerate.
 
-Each suite writes ``<out>/<suite>.json``. :func:`render` turns it into the markdown table(s) that the README
-shows between ``<!-- benchmark:<suite> -->`` and ``<!-- /benchmark:<suite> -->``; :func:`update_readme`
-replaces those sections, so a full ``python -m benchmarks`` run regenerates the README's tables from what it
-measured (quick runs never touch the README). A suite whose JSON is missing keeps its section as it was.
+Each suite writes ``<out>/<suite>.json``. :func:`render` turns it into the markdown table(s) that
+``docs/benchmarks.md`` (:data:`PAGE`) shows between ``<!-- benchmark:<suite> -->`` and
+``<!-- /benchmark:<suite> -->``; :func:`update_tables` replaces those sections, so a full
+``python -m benchmarks`` run regenerates the page's tables from what it measured (quick runs never touch
+it). :func:`update_plots` copies each suite's plots to ``docs/_static/benchmarks/`` and lists them between
+``<!-- benchmark-plots:<suite> -->`` markers. A suite whose JSON or plots are missing keeps its section.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
+import shutil
 from collections.abc import Callable
 from typing import Any
 
@@ -190,7 +194,13 @@ def render_monge_gap(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-# README section -> (suite, its JSON file, renderer). A renderer returning "" leaves its section as it was.
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PAGE = os.path.join(_ROOT, "docs", "benchmarks.md")  # the page whose marked sections a full run rewrites
+PLOTS = os.path.join(_ROOT, "docs", "_static", "benchmarks")  # where a full run copies its plots
+# suite -> the glob of its plots under <out>
+PLOT_GLOBS = {s: f"{s}_*.png" for s in ("sinkhorn", "sns", "sliced", "monge_gap")}
+
+# Page section -> (suite, its JSON file, renderer). A renderer returning "" leaves its section as it was.
 SECTIONS: dict[str, tuple[str, str, Callable[[dict[str, Any]], str]]] = {
     "sinkhorn": ("sinkhorn", "benchmarks.json", render_sinkhorn),
     "sinkhorn-online": ("sinkhorn", "benchmarks.json", render_online),
@@ -201,7 +211,7 @@ SECTIONS: dict[str, tuple[str, str, Callable[[dict[str, Any]], str]]] = {
 
 
 def render(out: str, suites: list[str]) -> dict[str, str]:
-    """``{section: markdown}`` for each README section of ``suites`` whose JSON exists under ``out``."""
+    """``{section: markdown}`` for each page section of ``suites`` whose JSON exists under ``out``."""
     tables = {}
     for section, (suite, filename, fn) in SECTIONS.items():
         path = os.path.join(out, filename)
@@ -218,17 +228,41 @@ def render(out: str, suites: list[str]) -> dict[str, str]:
     return tables
 
 
-def update_readme(readme: str, tables: dict[str, str]) -> list[str]:
-    """Replaces each ``<!-- benchmark:suite -->...<!-- /benchmark:suite -->`` section of ``readme`` with its
-    table; returns the sections whose section was found and replaced."""
-    with open(readme) as fh:
+def _replace_sections(path: str, kind: str, sections: dict[str, str]) -> list[str]:
+    with open(path) as fh:
         text = fh.read()
     done = []
-    for suite, table in tables.items():
-        pattern = re.compile(rf"(<!-- benchmark:{suite} -->\n).*?(\n<!-- /benchmark:{suite} -->)", re.S)
-        text, k = pattern.subn(lambda m, t=table: m.group(1) + t + m.group(2), text)
+    for name, body in sections.items():
+        pattern = re.compile(rf"(<!-- {kind}:{name} -->\n).*?(\n<!-- /{kind}:{name} -->)", re.S)
+        text, k = pattern.subn(lambda m, b=body: m.group(1) + b + m.group(2), text)
         if k:
-            done.append(suite)
-    with open(readme, "w") as fh:
+            done.append(name)
+    with open(path, "w") as fh:
         fh.write(text)
     return done
+
+
+def update_tables(page: str, tables: dict[str, str]) -> list[str]:
+    """Replaces each ``<!-- benchmark:suite -->...<!-- /benchmark:suite -->`` section of the markdown file
+    ``page`` with its table; returns the sections that were found and replaced."""
+    return _replace_sections(page, "benchmark", tables)
+
+
+def update_plots(page: str, out: str, suites: list[str], static_dir: str = PLOTS) -> list[str]:
+    """Copies each suite's plots from ``out`` to ``static_dir`` and lists them as images in the page's
+    ``<!-- benchmark-plots:suite -->`` section; suites without plots keep their section. Returns the
+    sections that were replaced."""
+    sections = {}
+    rel = os.path.relpath(static_dir, os.path.dirname(os.path.abspath(page))).replace(os.sep, "/")
+    for suite in suites:
+        paths = sorted(glob.glob(os.path.join(out, PLOT_GLOBS.get(suite, "\0"))))
+        if not paths:
+            continue
+        os.makedirs(static_dir, exist_ok=True)
+        lines = []
+        for path in paths:
+            name = os.path.basename(path)
+            shutil.copyfile(path, os.path.join(static_dir, name))
+            lines.append(f"![{name}]({rel}/{name})")
+        sections[suite] = "\n\n".join(lines)
+    return _replace_sections(page, "benchmark-plots", sections)

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import ott_fast as otf
+from ott_fast._progress import progress_bar
 
 ESTIMATORS = {  # name -> (directions, estimator)
     "mc": ("mc", "mc"),
@@ -328,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.sliced", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke test, < 1 minute)")
     parser.add_argument("--out", default="out", help="output folder for sliced.json and the plots")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     t0 = time.time()
@@ -343,17 +345,22 @@ def main(argv: list[str] | None = None) -> int:
     digits = digit_vectors()
     if args.quick:
         digits = (digits[0][:60], digits[1][:60])
-    acc = [
-        accuracy_case("3-D point clouds (Gaussian vs torus)", x, y, ls, k, n_ref),
-        accuracy_case("digits 0 vs 1 as 64-d vectors", *digits, ls, k, n_ref),
-    ]
-    for case in acc:
-        print_accuracy(case)
-    flow = gradient_flow(**flow_args)
-    print_flow(flow)
-    thr = [throughput_single(*single, repeats), throughput_batch(*batch, repeats)]
-    for case in thr:
-        print_throughput(case)
+    # one bar step per case, advanced between cases (never inside a timed run)
+    with progress_bar(total=5, desc="sliced", unit="case", progress=args.progress) as bar:
+        acc = []
+        clouds = {"3-D point clouds (Gaussian vs torus)": (x, y), "digits 0 vs 1 as 64-d vectors": digits}
+        for name, (xa, ya) in clouds.items():
+            acc.append(accuracy_case(name, xa, ya, ls, k, n_ref))
+            print_accuracy(acc[-1])
+            bar.update()
+        flow = gradient_flow(**flow_args)
+        print_flow(flow)
+        bar.update()
+        thr = []
+        for run, args_ in ((throughput_single, single), (throughput_batch, batch)):
+            thr.append(run(*args_, repeats))
+            print_throughput(thr[-1])
+            bar.update()
     import ot
     import ott
 

@@ -37,6 +37,7 @@ import numpy as np
 
 import ott_fast as otf
 from benchmarks.problems import l1_marginal_error
+from ott_fast._progress import progress_bar
 
 PAPER = {  # Table 1 of Tang et al. (ICLR 2024), CPU, both run to machine accuracy
     "random assignment n=500": {"sns_iters": "29 (20 + 9)", "sns_s": 0.34, "sinkhorn_iters": 56199, "sinkhorn_s": 233},
@@ -387,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="out")
     parser.add_argument("--no-ott-jax", action="store_true")
     parser.add_argument("--no-regot", action="store_true")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     cfg = {
@@ -408,20 +410,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_all(args: argparse.Namespace, cfg: dict) -> list[dict[str, Any]]:
-    cases = []
     if args.quick:
         cfg.update(repeats=1, repeats_regot=1, sinkhorn_max=5_000, ott_jax=False, plain_sinkhorn=False)
         try:
             import regot  # noqa: F401
         except ImportError:
             cfg["regot"] = False
-        cases.append(run_case("random assignment n=100", *random_assignment(100), 20, cfg))
+        todo = [("random assignment n=100", lambda: random_assignment(100), 20, {})]
     else:
-        cases.append(run_case("random assignment n=500", *random_assignment(500), 20, cfg))
-        cases.append(run_case("random assignment n=2000", *random_assignment(2000), 20, cfg, sinkhorn_max=20_000))
-        cases.append(run_case("W2 images", *image_problem(2), 20, cfg, sinkhorn_max=50_000))
-        # W1 is degenerate: the paper warms up with N1 = 700 plain iterations; 400 over-relaxed ones do more.
-        cases.append(run_case("W1 images", *image_problem(1), 400, cfg, sinkhorn_max=50_000, paper_warmup=700))
+        todo = [
+            ("random assignment n=500", lambda: random_assignment(500), 20, {}),
+            ("random assignment n=2000", lambda: random_assignment(2000), 20, {"sinkhorn_max": 20_000}),
+            ("W2 images", lambda: image_problem(2), 20, {"sinkhorn_max": 50_000}),
+            # W1 is degenerate: the paper warms up with N1 = 700 plain iterations; 400 over-relaxed ones do more.
+            ("W1 images", lambda: image_problem(1), 400, {"sinkhorn_max": 50_000, "paper_warmup": 700}),
+        ]
+    cases = []
+    # one bar step per problem, advanced after its solvers have finished (never inside a timed run)
+    for name, problem, warmup, kw in progress_bar(todo, desc="sns", unit="problem", progress=args.progress):
+        cases.append(run_case(name, *problem(), warmup, cfg, **kw))
     return cases
 
 

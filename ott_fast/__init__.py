@@ -26,6 +26,7 @@ Example:
 """
 
 from ott_fast import costs, entropic, maps, meshes, sliced, trace
+from ott_fast._version import __version__ as __version__
 from ott_fast.entropic import (
     EpsilonSchedule,
     NewtonDiagnostics,
@@ -95,4 +96,3 @@ __all__ = [
     "fitting",
     "fit",
 ]
-__version__ = "0.1.0"

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ott_fast._progress import progress_bar
 from ott_fast.entropic.sinkhorn import sinkhorn
 from ott_fast.entropic.sns import sns
 from ott_fast.geometry import Geometry, PointCloud
@@ -124,15 +125,23 @@ def sinkhorn_curve(
 
 
 def sns_curve(
-    geom: Geom, a: Any = None, b: Any = None, *, label: str = "sns", repeats: int = 3, **kwargs: Any
+    geom: Geom,
+    a: Any = None,
+    b: Any = None,
+    *,
+    label: str = "sns",
+    repeats: int = 3,
+    progress: bool = True,
+    **kwargs: Any,
 ) -> Curve:
     """The curve of :func:`~ott_fast.sns` on ``geom`` with ``kwargs``. Seconds: the solve timed at every
-    Newton budget (the warm-up's share in proportion to its iterations).
+    Newton budget (the warm-up's share in proportion to its iterations), with a progress bar over the
+    budgets (``progress=False``: silent; the bar advances between timed solves, never inside one).
 
     Example:
         >>> import jax, ott_fast as otf
         >>> geom = otf.Geometry(jax.random.uniform(jax.random.PRNGKey(0), (30, 30)), epsilon=0.02)
-        >>> curve = otf.trace.sns_curve(geom, tol=1e-5, repeats=1)
+        >>> curve = otf.trace.sns_curve(geom, tol=1e-5, repeats=1, progress=False)
         >>> bool(curve.errors[-1] <= 1e-5), curve.iterations.shape == curve.seconds.shape
         (True, True)
     """
@@ -142,7 +151,8 @@ def sns_curve(
     solve = jax.jit(lambda g, a, b, k: sns(g, a, b, newton_budget=k, **kwargs))
     secs, out = _best_time(lambda: solve(geom, a, b, cap), repeats)
     n_newton = int(out.newton.n_newton)
-    budget_secs = np.array([_best_time(lambda k=k: solve(geom, a, b, k).f, repeats)[0] for k in range(n_newton + 1)])
+    budgets = progress_bar(range(n_newton + 1), desc=label, unit="budget", progress=progress, leave=False)
+    budget_secs = np.array([_best_time(lambda k=k: solve(geom, a, b, k).f, repeats)[0] for k in budgets])
     errs, duals, its = (np.asarray(v) for v in (out.errors, out.duals, out.trace_iters))
     keep = np.isfinite(errs)
     k_w = int(np.sum(keep[: errs.shape[0] - cap]))

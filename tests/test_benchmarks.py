@@ -51,10 +51,35 @@ def test_quick_sns_benchmark(tmp_path, capsys):
     assert table.count("\n| random assignment n=100 |") == 1 and "ott_fast sns" in table
 
 
-def test_update_readme_replaces_only_the_marked_section(tmp_path):
+def test_update_tables_replaces_only_the_marked_section(tmp_path):
     from benchmarks import report as rep
 
-    readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- benchmark:sns -->\nold table\n<!-- /benchmark:sns -->\noutro\n")
-    assert rep.update_readme(str(readme), {"sns": "| new |", "sliced": "| absent |"}) == ["sns"]
-    assert readme.read_text() == "intro\n<!-- benchmark:sns -->\n| new |\n<!-- /benchmark:sns -->\noutro\n"
+    page = tmp_path / "benchmarks.md"
+    page.write_text("intro\n<!-- benchmark:sns -->\nold table\n<!-- /benchmark:sns -->\noutro\n")
+    assert rep.update_tables(str(page), {"sns": "| new |", "sliced": "| absent |"}) == ["sns"]
+    assert page.read_text() == "intro\n<!-- benchmark:sns -->\n| new |\n<!-- /benchmark:sns -->\noutro\n"
+
+
+def test_update_plots_copies_the_plots_and_lists_them(tmp_path):
+    from benchmarks import report as rep
+
+    out, static = tmp_path / "out", tmp_path / "docs" / "_static" / "benchmarks"
+    out.mkdir()
+    (out / "sns_a.png").write_bytes(b"png")
+    page = tmp_path / "docs" / "benchmarks.md"
+    page.parent.mkdir()
+    page.write_text("<!-- benchmark-plots:sns -->\nnone yet\n<!-- /benchmark-plots:sns -->\n"
+                    "<!-- benchmark-plots:sliced -->\nkept\n<!-- /benchmark-plots:sliced -->\n")
+    assert rep.update_plots(str(page), str(out), ["sns", "sliced"], static_dir=str(static)) == ["sns"]
+    assert (static / "sns_a.png").read_bytes() == b"png"
+    assert "![sns_a.png](_static/benchmarks/sns_a.png)" in page.read_text() and "kept" in page.read_text()
+
+
+def test_the_docs_page_has_every_section_the_report_writes():
+    from benchmarks import report as rep
+
+    text = open(rep.PAGE).read()
+    for section in rep.SECTIONS:
+        assert f"<!-- benchmark:{section} -->" in text and f"<!-- /benchmark:{section} -->" in text
+    for suite in rep.PLOT_GLOBS:
+        assert f"<!-- benchmark-plots:{suite} -->" in text and f"<!-- /benchmark-plots:{suite} -->" in text

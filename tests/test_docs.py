@@ -29,3 +29,47 @@ def test_every_public_function_documents_its_arguments_or_shapes():
         if inspect.isfunction(obj) and inspect.signature(obj).parameters and not ("Args:" in doc or "[" in doc):
             vague.append(name)
     assert not vague, f"no Args section or shapes: {vague}"
+
+
+# ---------------------------------------------------------------------------------------------- the docs site
+import pathlib  # noqa: E402
+import re  # noqa: E402
+import sys  # noqa: E402
+
+DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs"
+
+
+def _apigen():
+    sys.path.insert(0, str(DOCS / "_ext"))
+    try:
+        import apigen
+    finally:
+        sys.path.pop(0)
+    return apigen
+
+
+def test_api_reference_documents_every_public_name_once():
+    apigen = _apigen()
+    home = apigen.documented_paths()
+    pages = {m: apigen.page(m, home) for m in apigen.MODULES}
+    missing, twice = [], []
+    for name, obj in _public():
+        path = home.get(id(obj))
+        if path is None:
+            missing.append(name)
+            continue
+        module, short = path.rsplit(".", 1)
+        hits = sum(len(re.findall(rf"^\.\. auto(function|class):: {re.escape(m)}\.{short}$", text, re.M))
+                   for m, text in pages.items())
+        if hits != 1:
+            (missing if hits == 0 else twice).append(name)
+    assert not missing and not twice, f"undocumented: {missing}; documented twice: {twice}"
+    for mod in [otf] + [getattr(otf, n) for n in otf.__all__ if isinstance(getattr(otf, n), types.ModuleType)]:
+        assert mod.__name__ in apigen.MODULES, f"{mod.__name__} has no API page"
+
+
+def test_every_notebook_is_a_tutorial_page():
+    toc = (DOCS / "tutorials.md").read_text()
+    listed = set(re.findall(r"^tutorials/(\w+)$", toc, re.M))
+    notebooks = {p.stem for p in (DOCS.parent / "examples").glob("*.ipynb")}
+    assert listed == notebooks, f"add each notebook to docs/tutorials.md's toctree: {sorted(notebooks ^ listed)}"

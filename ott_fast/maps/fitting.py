@@ -6,8 +6,8 @@ source batch and its image, and the fitting loss is a Sinkhorn divergence by def
 
 - :func:`sinkhorn_loss`: the default fitting loss (debiased Sinkhorn divergence, envelope gradients);
 - :func:`make_train_step`: a jitted ``step(state, x, y) -> (state, metrics)`` for your own loop;
-- :func:`fit`: ``lax.scan`` over steps in chunks of ``chunk`` steps, a progress line per chunk on the host,
-  and the loss history.
+- :func:`fit`: ``lax.scan`` over steps in chunks of ``chunk`` steps, a ``tqdm`` progress bar advanced on the
+  host between chunks (never inside the compiled loop), and the loss history.
 
 A step whose loss or gradient is not finite (e.g. an inner Sinkhorn solve that did not converge, which
 makes the gap NaN) leaves the parameters and optimiser state unchanged; ``metrics["applied"]`` says so.
@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ott_fast._progress import progress_bar
 from ott_fast.costs import Cost
 from ott_fast.entropic.sinkhorn import sinkhorn
 from ott_fast.geometry import PointCloud, RelativeEpsilon
@@ -227,8 +228,9 @@ def fit(
     """Fits a map ``apply_fn(params, .)`` from ``mu`` to ``nu`` with the Monge-gap objective.
 
     Runs ``n_steps`` steps of :func:`make_train_step` as a jitted ``lax.scan`` of ``chunk`` steps at a time
-    (one compilation; the last chunk masks the steps past ``n_steps``), printing a progress line after each
-    chunk when ``progress``. Step ``i`` draws ``x = source_sampler(kx)``, ``y = target_sampler(ky)`` with
+    (one compilation; the last chunk masks the steps past ``n_steps``). With ``progress``, a ``tqdm`` bar
+    advances after each chunk, on the host, with the last step's loss, fitting term, gap and skipped steps;
+    ``progress=False`` is silent. Step ``i`` draws ``x = source_sampler(kx)``, ``y = target_sampler(ky)`` with
     ``kx, ky = split(fold_in(key, i))``, so results do not depend on ``chunk``.
 
     Args:
@@ -238,7 +240,9 @@ def fit(
         params: initial parameters.
         source_sampler, target_sampler: jax-traceable ``sampler(key) -> [batch, d]`` (they run inside the
             scan), e.g. :func:`array_sampler`.
-        n_steps: number of training steps.  chunk: steps per scan (and per progress line).
+        n_steps: number of training steps.
+        chunk: steps per compiled scan (and per progress-bar update).
+        progress: show a ``tqdm`` progress bar (default) or nothing.
 
     Returns:
         ``(params, history)``: the fitted parameters and a dict of NumPy arrays ``[n_steps]`` (``loss``,
@@ -292,24 +296,25 @@ def fit(
     logs: list[dict[str, np.ndarray]] = []
     seconds, steps = [], []
     done = 0
-    while done < n_steps:
-        t0 = time.perf_counter()
-        state, metrics = run_chunk(state)
-        metrics = jax.device_get(metrics)
-        seconds.append(time.perf_counter() - t0)
-        k = min(chunk, n_steps - done)
-        steps.append(k)
-        logs.append({name: np.asarray(v)[:k] for name, v in metrics.items()})
-        done += k
-        if progress:
+    with progress_bar(total=n_steps, desc="fit", unit="step", progress=progress) as bar:
+        while done < n_steps:
+            t0 = time.perf_counter()
+            state, metrics = run_chunk(state)
+            metrics = jax.device_get(metrics)  # the chunk has finished: the bar never runs inside it
+            seconds.append(time.perf_counter() - t0)
+            k = min(chunk, n_steps - done)
+            steps.append(k)
+            logs.append({name: np.asarray(v)[:k] for name, v in metrics.items()})
+            done += k
             last = logs[-1]
-            bar = "#" * int(20 * done / n_steps)
-            print(
-                f"[{bar:<20}] step {done}/{n_steps}  loss {float(last['loss'][-1]):.4g}  "
-                f"fitting {float(last['fitting'][-1]):.4g}  gap {float(last['gap'][-1]):.4g}  "
-                f"skipped {int(k - last['applied'].sum())}  {k / seconds[-1]:.1f} steps/s",
-                flush=True,
+            bar.set_postfix(
+                loss=f"{float(last['loss'][-1]):.4g}",
+                fitting=f"{float(last['fitting'][-1]):.4g}",
+                gap=f"{float(last['gap'][-1]):.4g}",
+                skipped=int(k - last["applied"].sum()),
+                refresh=False,
             )
+            bar.update(k)
     history: dict[str, Any] = {name: np.concatenate([lg[name] for lg in logs]) for name in logs[0]}
     history["chunk_seconds"] = np.asarray(seconds)
     history["chunk_steps"] = np.asarray(steps)
