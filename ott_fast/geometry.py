@@ -521,7 +521,11 @@ class PointCloud:
         """``"mean"``, ``"std"`` or ``"max"`` of the cost matrix, in chunks when online."""
         if stat == "mean" and isinstance(self.cost, SqEuclidean):
             x, y = self.centred()
-            return jnp.mean(jnp.sum(x * x, 1)) + jnp.mean(jnp.sum(y * y, 1)) - 2.0 * jnp.mean(x, 0) @ jnp.mean(y, 0)
+            return (
+                jnp.mean(jnp.sum(x * x, 1))
+                + jnp.mean(jnp.sum(y * y, 1))
+                - 2.0 * jnp.matmul(jnp.mean(x, 0), jnp.mean(y, 0), precision=self.cost.precision)
+            )
         if self.chunk_size is None:
             c = self.cost_matrix
             return {"mean": jnp.mean, "std": jnp.std, "max": jnp.max}[stat](c)

@@ -19,6 +19,9 @@ import jax
 import jax.numpy as jnp
 
 Array = jax.Array
+# Products of the plan with vectors (apply, the implicit backward pass) at full float32 precision on every
+# accelerator; the cost's own products carry the cost's precision (see ott_fast.costs).
+HIGHEST = jax.lax.Precision.HIGHEST
 
 
 # ------------------------------------------------------------------------ weights and marginal penalties
@@ -157,9 +160,10 @@ def plan_apply(f: Array, g: Array, geom: Any, a: Array, b: Array, vec: Array, ax
     kern = geom.kernel()
     if axis == 0:
         init = jnp.zeros((geom.shape[1],) + vec.shape[1:], jnp.result_type(vec, geom.dtype))
-        body = lambda acc, p, c, vb: (acc + jnp.tensordot(p, vb, axes=(0, 0)), None)  # noqa: E731
+        body = lambda acc, p, c, vb: (acc + jnp.tensordot(p, vb, axes=(0, 0), precision=HIGHEST), None)  # noqa: E731
         return plan_scan(f, g, kern, a, b, body, init, (vec,), (0.0,))[0]
-    return plan_scan(f, g, kern, a, b, lambda acc, p, c: (acc, jnp.tensordot(p, vec, axes=(1, 0))), None)[1]
+    rows = lambda acc, p, c: (acc, jnp.tensordot(p, vec, axes=(1, 0), precision=HIGHEST))  # noqa: E731
+    return plan_scan(f, g, kern, a, b, rows, None)[1]
 
 
 def dual_objective(f: Array, g: Array, geom: Any, a: Array, b: Array, tau_a: Array, tau_b: Array) -> Array:
@@ -202,7 +206,9 @@ def implicit_vjp(
     kern = cgeom.kernel()
 
     def both(vf: Array, vg: Array) -> tuple[Array, Array]:  # (P vg, P^T vf) in one pass over the plan
-        body = lambda acc, p, c, vfb: (acc + p.T @ vfb, p @ vg)  # noqa: E731
+        def body(acc: Array, p: Array, c: Array, vfb: Array) -> tuple[Array, Array]:
+            return acc + jnp.matmul(p.T, vfb, precision=HIGHEST), jnp.matmul(p, vg, precision=HIGHEST)
+
         pt_vf, p_vg = plan_scan(cf, cg, kern, ca, cb, body, jnp.zeros_like(vg), (vf,), (0.0,))
         return p_vg, pt_vf
 
