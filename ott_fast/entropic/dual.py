@@ -142,17 +142,16 @@ def plan(f: Array, g: Array, geom: Any, a: Array, b: Array) -> Array:
 
 
 def plan_mass(f: Array, g: Array, geom: Any, a: Array, b: Array) -> Array:
-    """``sum_ij P_ij``, in chunks for online geometries."""
-    zero = jnp.zeros((), geom.dtype)
-    return plan_scan(f, g, geom.kernel(), a, b, lambda acc, p, c: (acc + jnp.sum(p), None), zero)[0]
+    """``sum_ij P_ij``, in chunks for online geometries (row sums per chunk, summed once after the loop: a
+    row-sharded problem then reduces one scalar across devices, not one per chunk)."""
+    return jnp.sum(plan_scan(f, g, geom.kernel(), a, b, lambda acc, p, c: (acc, jnp.sum(p, axis=1)), None)[1])
 
 
 def plan_cost(f: Array, g: Array, geom: Any, a: Array, b: Array) -> Array:
     """``<P, C>``, in chunks for online geometries."""
     kern = geom.kernel()
-    zero = jnp.zeros((), geom.dtype)
-    body = lambda acc, p, blk: (acc + jnp.sum(p * kern.cost_block(blk)), None)  # noqa: E731
-    return plan_scan(f, g, kern, a, b, body, zero)[0]
+    body = lambda acc, p, blk: (acc, jnp.sum(p * kern.cost_block(blk), axis=1))  # noqa: E731
+    return jnp.sum(plan_scan(f, g, kern, a, b, body, None)[1])  # one reduction after the loop, as plan_mass
 
 
 def plan_apply(f: Array, g: Array, geom: Any, a: Array, b: Array, vec: Array, axis: int) -> Array:
