@@ -41,7 +41,6 @@ __all__ = [
     "TranslationInvariant",
     "ti_gradients",
     "precision_of",
-    "HIGHEST",
 ]
 
 # Rows of ``x`` processed at once when a cost has no matrix-product form (bounds the [rows, m, d] buffer).
@@ -94,6 +93,9 @@ HIGHEST = jax.lax.Precision.HIGHEST
 def precision_of(cost: Any) -> Any:
     """The precision of ``cost``'s matrix products: its ``precision`` field, or full float32 (``HIGHEST``)
     for a cost without one (every product ott_fast forms itself is explicit about its precision).
+
+    Args:
+        cost: a :class:`Cost` (or any object; only its ``precision`` attribute is read).
 
     Example:
         >>> precision_of(SqEuclidean(precision=jax.lax.Precision.DEFAULT)).name, precision_of(PNorm(3.0)).name
