@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ott_fast import _validation as val
-from ott_fast.costs import Cost, SqEuclidean, as_cost
+from ott_fast.costs import HIGHEST, Cost, SqEuclidean, as_cost
 
 Array = jax.Array
 RelativeEpsilon = Literal["mean", "std"] | None
@@ -141,6 +141,17 @@ def _group_reduce(z: Array, reduce: Any) -> Array:
     return reduce(z.reshape(g, k // g, m), axis=1)
 
 
+def _sharded_like(acc: Array, u: Array) -> Array:
+    """``acc[G, ...]`` sharded along ``G`` as ``u[n]`` is along its rows, when that sharding is explicit (a
+    mesh with ``AxisType.Explicit``: a scan's carry must then keep one sharding); unchanged otherwise."""
+    sharding = jax.typeof(u).sharding
+    spec = getattr(sharding, "spec", None)
+    axis = spec[0] if spec else None
+    if axis is None:
+        return acc
+    return jax.sharding.reshard(acc, sharding.update(spec=jax.sharding.PartitionSpec(axis, *([None] * (acc.ndim - 1)))))
+
+
 class Kernel:
     """The one place that forms log-plan blocks ``u_i + v_j - C_ij / eps`` of a geometry.
 
@@ -206,6 +217,38 @@ class Kernel:
         out = jax.tree_util.tree_map(lambda o: jnp.swapaxes(o, 0, 1).reshape((nb * k,) + o.shape[2:])[:n], out)
         return acc, out
 
+    def col_init(self, like: Array, tail: tuple[int, ...] = (), fill: float = 0.0) -> Array:
+        """A ``[G, m, *tail]`` accumulator of column partial sums for :meth:`scan`, one per row group of a
+        block (``G`` divides the block's rows; see :meth:`col_contract`), sharded as ``like[n]`` is.
+
+        Example:
+            >>> import jax.numpy as jnp, ott_fast as otf
+            >>> k = otf.Geometry(jnp.zeros((4, 3)), epsilon=1.0).kernel()
+            >>> k.col_init(jnp.zeros(4)).shape[1:]
+            (3,)
+        """
+        acc = jnp.full((_groups(self.blocks()[1]), self.shape[1]) + tuple(tail), fill, self.dtype)
+        return _sharded_like(acc, like)
+
+    @staticmethod
+    def col_contract(p: Array, vb: Array | None = None) -> Array:
+        """Column sums of a block ``p[k, m]`` (weighted by ``vb[k, ...]`` if given) per row group,
+        ``[G, m, ...]``: add them to a :meth:`col_init` accumulator and sum over ``G`` after the loop, so a
+        row-sharded problem communicates once per pass instead of once per block.
+
+        Example:
+            >>> import jax.numpy as jnp
+            >>> Kernel.col_contract(jnp.ones((4, 3)), jnp.arange(4.0)).sum(0).tolist()
+            [6.0, 6.0, 6.0]
+        """
+        if vb is None:
+            return _group_reduce(p, jnp.sum)
+        k, m = p.shape
+        g = _groups(k)
+        return jnp.einsum(
+            "gkm,gk...->gm...", p.reshape(g, k // g, m), vb.reshape((g, k // g) + vb.shape[1:]), precision=HIGHEST
+        )
+
     # ---------------------------------------------------------------- sweeps (generic: over row blocks)
 
     def row_lse(self, u: Array, v: Array, inv_eps: Array) -> Array:
@@ -225,7 +268,7 @@ class Kernel:
         def body(acc: Array, blk: Array, ub: Array) -> tuple[Array, None]:
             return acc + _group_reduce(jnp.exp(self.log_block(blk, ub, v, inv_eps)), jnp.sum), None
 
-        init = jnp.zeros((_groups(self.blocks()[1]), v.shape[0]), self.dtype)
+        init = _sharded_like(jnp.zeros((_groups(self.blocks()[1]), v.shape[0]), self.dtype), u)
         total, _ = self.scan(body, init, (u,), (-jnp.inf,))
         return jnp.clip(jnp.log(jnp.sum(total, axis=0)), lo, hi)
 
@@ -243,7 +286,7 @@ class Kernel:
         def body(acc: Array, blk: Array, ub: Array) -> tuple[Array, None]:
             return jnp.maximum(acc, _group_reduce(self.log_block(blk, ub, v, inv_eps), jnp.max)), None
 
-        init = jnp.full((_groups(self.blocks()[1]), v.shape[0]), -jnp.inf, self.dtype)
+        init = _sharded_like(jnp.full((_groups(self.blocks()[1]), v.shape[0]), -jnp.inf, self.dtype), u)
         return jnp.max(self.scan(body, init, (u,), (-jnp.inf,))[0], axis=0)
 
     def row_lse_exact(self, u: Array, v: Array, inv_eps: Array) -> Array:
@@ -332,7 +375,7 @@ class DenseKernel(Kernel):
             cb, ub = cu
             return acc + _group_reduce(jnp.exp(log_block(cb, ub, v, inv_eps)), jnp.sum), None
 
-        init = jnp.zeros((_groups(k), m), self.dtype)  # partial sums per row group: one all-reduce per sweep
+        init = _sharded_like(jnp.zeros((_groups(k), m), self.dtype), u)  # per row group: one all-reduce per sweep
         total, _ = jax.lax.scan(block, init, (self.chunked, _strided_chunks(u, nb, k)))
         return jnp.clip(jnp.log(jnp.sum(total, axis=0)), lo, hi)
 
