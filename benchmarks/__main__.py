@@ -1,8 +1,10 @@
 """``python -m benchmarks [--quick] [--out out] [--suites ...]``: ott_fast vs OTT-JAX, POT and regot.
 
 Runs every suite by default: ``sinkhorn`` (this module), ``sns`` (``benchmarks/sns.py``), ``sliced``
-(``benchmarks/sliced.py``) and ``monge_gap`` (``benchmarks/monge_gap.py``); each prints its tables and writes
-its JSON and plots under ``<out>``. The Sinkhorn suite writes ``<out>/benchmarks.json`` and convergence plots
+(``benchmarks/sliced.py``) and ``monge_gap`` (``benchmarks/monge_gap.py``); ``--suites device``
+(``benchmarks/device.py``, for one accelerator, against its roofline) runs only when named (its own
+flags, such as ``--matmul-tflops``, are passed on to it). Each prints its tables and writes its JSON and plots
+under ``<out>``. The Sinkhorn suite writes ``<out>/benchmarks.json`` and convergence plots
 ``<out>/sinkhorn_*.png``. Its full mode runs the recorded cases (n = m = 4000 in d = 3 and d = 64, and a
 batch of 64 problems of n = m = 256 in d = 3);
 ``--quick`` runs small versions of the same cases in well under a minute.
@@ -131,7 +133,10 @@ SUITES = {
     "sns": "benchmarks.sns",
     "sliced": "benchmarks.sliced",
     "monge_gap": "benchmarks.monge_gap",
+    "device": "benchmarks.device",
 }
+# The device suite is for an accelerator (its full sizes take hours on a CPU): it runs only when named.
+DEFAULT_SUITES = [s for s in SUITES if s != "device"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,24 +157,26 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--suites",
-        default=",".join(SUITES),
-        help=f"comma-separated suites to run (default: all of {','.join(SUITES)})",
+        default=",".join(DEFAULT_SUITES),
+        help=f"comma-separated suites to run, of {','.join(SUITES)} (default: {','.join(DEFAULT_SUITES)})",
     )
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
     os.makedirs(args.out, exist_ok=True)
     suites = [s.strip() for s in args.suites.split(",") if s.strip()]
     unknown = sorted(set(suites) - set(SUITES))
     if unknown:
         parser.error(f"--suites: unknown {unknown}; choose from {list(SUITES)}")
+    if extra and "device" not in suites:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if "sinkhorn" in suites:
         sinkhorn_suite(args)
     for name in suites:
         if name != "sinkhorn":
             print(f"\n===== {name} =====", flush=True)
             module = importlib.import_module(SUITES[name])
-            flags = (["--quick"] if args.quick else []) + ([] if args.progress else ["--no-progress"])
-            code = module.main(flags + ["--out", args.out])
+            own = extra if name == "device" else ([] if args.progress else ["--no-progress"])
+            code = module.main((["--quick"] if args.quick else []) + ["--out", args.out] + own)
             if code:
                 return code
     tables = report.render(args.out, suites)

@@ -194,6 +194,41 @@ def render_monge_gap(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_device(data: dict[str, Any]) -> str:
+    meta = data.get("meta", {})
+    roof = meta.get("roofline")
+    assumed = (
+        "no roofline figures"
+        if not roof
+        else f"roofline assumed: {roof['bandwidth'] / 1e9:.0f} GB/s, {roof['exp'] / 1e9:.0f} Gexp/s, "
+        f"{roof['matmul'] / 1e12:.1f} float32 TFLOP/s"
+    )
+    v = meta.get("versions", {})
+    lines = [
+        f"Measured by `python -m benchmarks --suites device` ({meta.get('mode', '?')} mode) on "
+        f"{meta.get('device', '?')}, JAX {v.get('jax', '?')}, OTT-JAX {v.get('ott-jax', '?')}; {assumed}.",
+        "",
+        "| case | unit | ott_fast /s | % of roofline | OTT-JAX /s | % of roofline |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+
+    def cells(r: dict[str, Any] | None) -> str:
+        if not r:
+            return "- | -"
+        if "error" in r:
+            return "failed | -"
+        frac = r.get("fraction_of_roofline")
+        return f"{r['per_second']:.4g} | " + ("-" if frac is None else f"{100 * frac:.1f}")
+
+    for case in data["cases"]:
+        peer, note = case.get("ott-jax"), ""
+        if (not peer or "error" in peer) and "ott-jax dense" in case:
+            peer, note = case["ott-jax dense"], " (OTT-JAX: stored matrix, its online mode failed)"
+        lines.append(f"| {case['case']}{note} | {case['unit']} | {cells(case['ott_fast'])} | {cells(peer)} |")
+    return "\n".join(lines)
+
+
+
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGE = os.path.join(_ROOT, "docs", "benchmarks.md")  # the page whose marked sections a full run rewrites
 PLOTS = os.path.join(_ROOT, "docs", "_static", "benchmarks")  # where a full run copies its plots
@@ -207,6 +242,7 @@ SECTIONS: dict[str, tuple[str, str, Callable[[dict[str, Any]], str]]] = {
     "sns": ("sns", "sns.json", render_sns),
     "sliced": ("sliced", "sliced.json", render_sliced),
     "monge_gap": ("monge_gap", "monge_gap.json", render_monge_gap),
+    "device": ("device", "device.json", render_device),
 }
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "ElasticL1",
     "TranslationInvariant",
     "ti_gradients",
+    "precision_of",
 ]
 
 # Rows of ``x`` processed at once when a cost has no matrix-product form (bounds the [rows, m, d] buffer).
@@ -87,6 +88,20 @@ def _register(cls: type, data: tuple[str, ...] = (), meta: tuple[str, ...] = ())
 #: cross term that ``1 / epsilon`` amplifies into solves that stall. ``jax.lax.Precision.DEFAULT`` is faster
 #: there; pass it per cost (``SqEuclidean(precision=...)``) where that error is acceptable.
 HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def precision_of(cost: Any) -> Any:
+    """The precision of ``cost``'s matrix products: its ``precision`` field, or full float32 (``HIGHEST``)
+    for a cost without one (every product ott_fast forms itself is explicit about its precision).
+
+    Args:
+        cost: a :class:`Cost` (or any object; only its ``precision`` attribute is read).
+
+    Example:
+        >>> precision_of(SqEuclidean(precision=jax.lax.Precision.DEFAULT)).name, precision_of(PNorm(3.0)).name
+        ('DEFAULT', 'HIGHEST')
+    """
+    return getattr(cost, "precision", HIGHEST)
 
 
 def _sq_norms_cross(x: Array, y: Array, precision: Any = HIGHEST) -> tuple[Array, Array, Array]:
@@ -137,15 +152,19 @@ class Euclidean(Cost):
         5.0
         >>> jax.grad(Euclidean().cost)(jnp.ones(2), jnp.ones(2)).tolist()  # finite at x == y
         [0.0, 0.0]
+
+    Args:
+        precision: of the squared distances' matrix product (static), as for :class:`SqEuclidean`.
     """
 
+    precision: Any = HIGHEST
     translation_invariant = True
 
     def cost(self, x: Array, y: Array) -> Array:
         return _safe_sqrt(jnp.sum((x - y) ** 2))
 
     def all_pairs(self, x: Array, y: Array) -> Array:
-        return _safe_sqrt(SqEuclidean().all_pairs(x, y))
+        return _safe_sqrt(SqEuclidean(self.precision).all_pairs(x, y))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,7 +194,12 @@ class Cosine(Cost):
         >>> import jax.numpy as jnp
         >>> Cosine().all_pairs(jnp.array([[1.0, 0.0]]), jnp.array([[2.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])).tolist()
         [[0.0, 1.0, 2.0]]
+
+    Args:
+        precision: of the matrix product of the unit vectors (static), full float32 by default.
     """
+
+    precision: Any = HIGHEST
 
     def cost(self, x: Array, y: Array) -> Array:
         return self.all_pairs(x[None], y[None])[0, 0]
@@ -185,7 +209,7 @@ class Cosine(Cost):
             nz = _safe_sqrt(jnp.sum(z * z, axis=-1, keepdims=True))
             return z / jnp.where(nz > 0, nz, 1.0)
 
-        return jnp.clip(1.0 - jnp.matmul(unit(x), unit(y).T, precision=HIGHEST), 0.0, 2.0)
+        return jnp.clip(1.0 - jnp.matmul(unit(x), unit(y).T, precision=self.precision), 0.0, 2.0)
 
 
 class StaticFunction:
@@ -289,9 +313,8 @@ class Custom(Cost):
         return f"Custom({self.fn.fn!r})"
 
 
-for _cls in (Euclidean, Cosine):
-    _register(_cls)
-_register(SqEuclidean, meta=("precision",))
+for _cls in (SqEuclidean, Euclidean, Cosine):
+    _register(_cls, meta=("precision",))
 _register(PNorm, data=("p",))
 jax.tree_util.register_pytree_node(Custom, lambda c: ((), c.fn), lambda fn, _: Custom(fn))
 
@@ -378,9 +401,12 @@ class ElasticL1(TICost):
         1.0
         >>> c.grad_h_star(jnp.array([1.0, -2.0]))
         Array([ 0.5, -1.5], dtype=float32)
+
+    ``precision`` (static) is that of the squared term's matrix product, as for :class:`SqEuclidean`.
     """
 
     gamma: Any = 1.0
+    precision: Any = HIGHEST
 
     def h(self, z: Array) -> Array:
         return 0.5 * jnp.sum(z * z) + self.gamma * jnp.sum(jnp.abs(z))
@@ -392,7 +418,7 @@ class ElasticL1(TICost):
         return soft_threshold(w, self.gamma)
 
     def all_pairs(self, x: Array, y: Array) -> Array:
-        sq = SqEuclidean().all_pairs(x, y)
+        sq = SqEuclidean(self.precision).all_pairs(x, y)
         l1 = Cost.all_pairs(_L1(), x, y)
         return 0.5 * sq + self.gamma * l1
 
@@ -431,7 +457,7 @@ class TranslationInvariant(TICost):
         return self.grad_h_star_fn(w)
 
 
-_register(ElasticL1, data=("gamma",))
+_register(ElasticL1, data=("gamma",), meta=("precision",))
 _register(_L1)
 _register(TranslationInvariant, meta=("h_fn", "grad_h_star_fn"))
 

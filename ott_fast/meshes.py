@@ -262,7 +262,7 @@ def _sample_surface(key: Array, v: Array, f: Array, n: int) -> SurfaceSample:
     s = jnp.sqrt(u[:, 0])
     bary = jnp.stack([1.0 - s, s * (1.0 - u[:, 1]), s * u[:, 1]], axis=1)  # [n, 3]
     corners = v[f[idx]]  # [n, 3, 3]
-    points = jnp.einsum("nk,nkd->nd", bary, corners)
+    points = jnp.einsum("nk,nkd->nd", bary, corners, precision=lax.Precision.HIGHEST)
     pk = prob[idx]
     weights = (pk / lax.stop_gradient(pk)) / n  # exactly 1/n; carries grad log p_k
     return SurfaceSample(points, g.normals[idx], weights, idx)

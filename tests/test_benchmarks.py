@@ -83,3 +83,29 @@ def test_the_docs_page_has_every_section_the_report_writes():
         assert f"<!-- benchmark:{section} -->" in text and f"<!-- /benchmark:{section} -->" in text
     for suite in rep.PLOT_GLOBS:
         assert f"<!-- benchmark-plots:{suite} -->" in text and f"<!-- /benchmark-plots:{suite} -->" in text
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_quick_device_benchmark_measures_every_case_against_a_roofline(tmp_path, capsys):
+    from benchmarks.__main__ import main
+
+    figures = ["--bandwidth-gbs", "20", "--exp-gops", "2", "--matmul-tflops", "0.1"]  # a CPU has no table entry
+    assert main(["--quick", "--out", str(tmp_path), "--suites", "device"] + figures) == 0
+    report = json.loads((tmp_path / "device.json").read_text())
+    assert report["meta"]["roofline"] == {"bandwidth": 20e9, "exp": 2e9, "matmul": 0.1e12}
+    cases = [c["case"] for c in report["cases"]]
+    assert sum(c.startswith("online Sinkhorn") for c in cases) == 2 and cases[-2].startswith("vmap batch")
+    assert cases[-1].startswith("sliced Wasserstein")
+    for case in report["cases"]:
+        assert case["bound_s"] > 0
+        peers = [k for k in ("ott-jax", "ott-jax dense") if k in case]
+        assert peers, case  # OTT-JAX ran, or its failure (online on this JAX) is recorded with its dense run
+        for name in ["ott_fast"] + peers:
+            r = case[name]
+            assert ("per_second" in r and r["per_second"] > 0) or r["error"], (name, r)
+            if "per_second" in r:
+                assert r["fraction_of_roofline"] == pytest.approx(
+                    case.get("bound_per_unit", case["bound_s"]) / r["seconds_per_unit"]
+                )
+    out = capsys.readouterr().out
+    assert "roofline assumed: bandwidth 20 GB/s, exp 2 Gop/s, float32 matmul 0.1 TFLOP/s" in out

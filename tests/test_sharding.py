@@ -6,7 +6,50 @@ import subprocess
 import sys
 import textwrap
 
-_SCRIPT = textwrap.dedent(
+# Where each all-reduce of a compiled program runs: ``{"shape depth": count}``, the depth being the number of
+# while loops around it (ENTRY = 0). A solve is: the checks' while loop (1), each check's iterations (2), and
+# the chunk loops of a sweep (3): an all-reduce at depth 3 runs once per chunk of every sweep.
+_LOOP_DEPTHS = r"""
+def allreduce_depths(hlo):
+    import collections, re
+    comps, name, entry = {}, None, None
+    for line in hlo.splitlines():
+        head = re.match(r"^(ENTRY )?%?([\w.\-]+) .*\{\s*$", line)
+        if head:
+            name = head.group(2)
+            comps[name] = []
+            entry = name if head.group(1) else entry
+        elif name is not None:
+            comps[name].append(line)
+    kids = collections.defaultdict(list)
+    for c, lines in comps.items():
+        for ln in lines:
+            w = re.search(r"\bwhile\(.*condition=%?([\w.\-]+), body=%?([\w.\-]+)", ln)
+            if w:
+                kids[c] += [(w.group(1), 1), (w.group(2), 1)]
+                continue
+            for t in re.findall(r"(?:to_apply|calls|true_computation|false_computation)=%?([\w.\-]+)", ln):
+                kids[c].append((t, 0))
+            for br in re.findall(r"branch_computations=\{([^}]*)\}", ln):
+                kids[c] += [(t.strip().lstrip("%"), 0) for t in br.split(",")]
+    depth = {}
+    def visit(c, d):
+        if depth.get(c, -1) >= d:
+            return
+        depth[c] = d
+        for k, inc in kids[c]:
+            visit(k, d + inc)
+    visit(entry, 0)
+    out = collections.Counter()
+    for c, lines in comps.items():
+        for ln in lines:
+            m = re.search(r"= (\S+) all-reduce(?:-start)?\(", ln)
+            if m:
+                out[re.sub(r"\{.*\}", "", m.group(1)) + " " + str(depth.get(c, -1))] += 1
+    return dict(out)
+"""
+
+_SCRIPT = _LOOP_DEPTHS + textwrap.dedent(
     """
     import json, re
     import jax, jax.numpy as jnp, numpy as np
@@ -39,6 +82,25 @@ _SCRIPT = textwrap.dedent(
         report[f"rows_{chunk}"] = {
             "rel": rel, "grad_abs": g_rel, "f_sharded": sharded[0].sharding.spec == P("d"),
             "collectives": sorted(set(c[1] + " " + c[0] for c in collectives(fn, xs, ys))),
+            "allreduce_depths": allreduce_depths(fn.lower(xs, ys).compile().as_text()),
+        }
+
+    # (c) the same problem on a mesh with Explicit axes (jax.make_mesh's default): the same results
+    emesh = jax.make_mesh((4,), ("d",))
+    xe = jax.device_put(x, NamedSharding(emesh, P("d", None)))
+    ye = jax.device_put(y, NamedSharding(emesh, P()))
+    for chunk in (None, 128):
+        def solve(x, y, chunk=chunk):
+            out = otf.sinkhorn(otf.PointCloud(x, y, epsilon=0.1, chunk_size=chunk), tol=1e-10)
+            return out.f, out.reg_ot_cost
+        ref = jax.jit(solve)(x, y)
+        got = jax.jit(solve)(xe, ye)
+        g_ref = jax.grad(lambda x: solve(x, y)[1])(x)
+        g_got = jax.jit(jax.grad(lambda x: solve(x, ye)[1]))(xe)
+        report[f"explicit_{chunk}"] = {
+            "rel": max(float(jnp.max(jnp.abs(s - r)) / jnp.max(jnp.abs(r))) for s, r in zip(got, ref)),
+            "grad_abs": float(jnp.max(jnp.abs(g_got - g_ref))),
+            "f_spec": str(jax.typeof(got[0]).sharding.spec),
         }
 
     # (a) a batch of problems sharded along the batch axis
@@ -54,6 +116,12 @@ _SCRIPT = textwrap.dedent(
         "collectives": sorted(set(c[1] + " " + c[0] for c in collectives(fn, jax.device_put(xb, shard),
                                                                          jax.device_put(yb, shard)))),
     }
+    # (d) a vmapped batch sharded on Explicit axes: JAX's while_loop batching fails; the error says what to pass
+    try:
+        jax.jit(fn)(jax.device_put(xb, NamedSharding(emesh, P("d"))), jax.device_put(yb, NamedSharding(emesh, P("d"))))
+        report["explicit_batch"] = "no error"
+    except ValueError as err:
+        report["explicit_batch"] = str(err)
     print(json.dumps(report))
     """
 )
@@ -69,9 +137,19 @@ def test_sharded_equals_single_device_and_never_gathers():
         r = rep[key]
         assert r["rel"] < 1e-10 and r["grad_abs"] < 1e-10, (key, r)
         assert r["f_sharded"], (key, r)
-        # Only reductions of column sums and scalars: no device gathers x, the potentials or the costs.
+        # Only reductions of column sums, scalars and x's mean (the centring shift, [d]): no device gathers
+        # x, the potentials or the costs.
         assert r["collectives"] and all(c.startswith("all-reduce") for c in r["collectives"]), (key, r)
-        # the [m] column sums, scalars, and once per solve the [d] centring shift of the sharded points
         assert all("1600" in c or "[]" in c or "[3]" in c for c in r["collectives"]), (key, r)
+        # One [m] all-reduce per iteration (the column sweep's, after its chunk loop: depth 2), one scalar per
+        # check (depth 1), nothing inside a chunk loop (depth 3). The rest (depth 0) is the first iteration's
+        # and the final check's exact sweeps and the centring shift. Before: one [m] all-reduce per chunk.
+        depths = r["allreduce_depths"]
+        in_loops = {k: v for k, v in depths.items() if not k.endswith(" 0")}
+        assert in_loops == {"f64[1600] 2": 1, "f64[] 1": 1}, (key, depths)
+    for key in ("explicit_None", "explicit_128"):
+        r = rep[key]
+        assert r["rel"] < 1e-10 and r["grad_abs"] < 1e-10 and r["f_spec"] == "P('d',)", (key, r)
+    assert "AxisType.Auto" in rep["explicit_batch"] and "Explicit axes" in rep["explicit_batch"], rep["explicit_batch"]
     assert rep["batch"]["rel"] < 1e-10, rep["batch"]
     assert not any(c.startswith("all-gather") for c in rep["batch"]["collectives"]), rep["batch"]

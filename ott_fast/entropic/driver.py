@@ -231,7 +231,34 @@ def make_solve(
 
     implicit = jax.custom_vjp(core, nondiff_argnums=(0,))
     implicit.defvjp(fwd, bwd)
-    return jax.jit(implicit, static_argnums=(0,)), jax.jit(core, static_argnums=(0,))
+    return _explain_explicit_mesh(jax.jit(implicit, static_argnums=(0,))), _explain_explicit_mesh(
+        jax.jit(core, static_argnums=(0,))
+    )
+
+
+EXPLICIT_MESH_BATCH = (
+    "a batch of problems sharded along the batch axis of a mesh with Explicit axes (the default of "
+    "jax.make_mesh since JAX 0.10) cannot be solved under jax.vmap: JAX's batching of while_loop fails on it "
+    '("{err}"). Build the mesh with Auto axes, jax.make_mesh(shape, names, '
+    "axis_types=(jax.sharding.AxisType.Auto,) * len(names)), and shard the batch on it; one problem sharded "
+    "along its points works on Explicit axes too."
+)
+
+
+def _explain_explicit_mesh(solve: Callable[..., tuple]) -> Callable[..., tuple]:
+    """``solve``, turning JAX's error for a vmapped loop over an Explicit-axes-sharded batch into one that
+    says what to pass instead (the error is raised while tracing, inside the user's ``vmap``)."""
+
+    @functools.wraps(solve)
+    def wrapped(*args: Any) -> tuple:
+        try:
+            return solve(*args)
+        except ValueError as err:
+            if "Resource axis" in str(err) and "is not found in mesh" in str(err):
+                raise ValueError(EXPLICIT_MESH_BATCH.format(err=err)) from err
+            raise
+
+    return wrapped
 
 
 def input_is_valid(kernel: Any, a: Array, b: Array, tau_a: Array, tau_b: Array) -> Array:

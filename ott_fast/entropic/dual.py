@@ -19,6 +19,9 @@ import jax
 import jax.numpy as jnp
 
 Array = jax.Array
+# Products of the plan with vectors (apply, the implicit backward pass) at full float32 precision on every
+# accelerator; the cost's own products carry the cost's precision (see ott_fast.costs).
+HIGHEST = jax.lax.Precision.HIGHEST
 
 
 # ------------------------------------------------------------------------ weights and marginal penalties
@@ -139,27 +142,28 @@ def plan(f: Array, g: Array, geom: Any, a: Array, b: Array) -> Array:
 
 
 def plan_mass(f: Array, g: Array, geom: Any, a: Array, b: Array) -> Array:
-    """``sum_ij P_ij``, in chunks for online geometries."""
-    zero = jnp.zeros((), geom.dtype)
-    return plan_scan(f, g, geom.kernel(), a, b, lambda acc, p, c: (acc + jnp.sum(p), None), zero)[0]
+    """``sum_ij P_ij``, in chunks for online geometries (row sums per chunk, summed once after the loop: a
+    row-sharded problem then reduces one scalar across devices, not one per chunk)."""
+    return jnp.sum(plan_scan(f, g, geom.kernel(), a, b, lambda acc, p, c: (acc, jnp.sum(p, axis=1)), None)[1])
 
 
 def plan_cost(f: Array, g: Array, geom: Any, a: Array, b: Array) -> Array:
     """``<P, C>``, in chunks for online geometries."""
     kern = geom.kernel()
-    zero = jnp.zeros((), geom.dtype)
-    body = lambda acc, p, blk: (acc + jnp.sum(p * kern.cost_block(blk)), None)  # noqa: E731
-    return plan_scan(f, g, kern, a, b, body, zero)[0]
+    body = lambda acc, p, blk: (acc, jnp.sum(p * kern.cost_block(blk), axis=1))  # noqa: E731
+    return jnp.sum(plan_scan(f, g, kern, a, b, body, None)[1])  # one reduction after the loop, as plan_mass
 
 
 def plan_apply(f: Array, g: Array, geom: Any, a: Array, b: Array, vec: Array, axis: int) -> Array:
     """``P^T vec`` for ``vec[n, ...]`` (``axis=0``) or ``P vec`` for ``vec[m, ...]`` (``axis=1``), in chunks."""
     kern = geom.kernel()
     if axis == 0:
-        init = jnp.zeros((geom.shape[1],) + vec.shape[1:], jnp.result_type(vec, geom.dtype))
-        body = lambda acc, p, c, vb: (acc + jnp.tensordot(p, vb, axes=(0, 0)), None)  # noqa: E731
-        return plan_scan(f, g, kern, a, b, body, init, (vec,), (0.0,))[0]
-    return plan_scan(f, g, kern, a, b, lambda acc, p, c: (acc, jnp.tensordot(p, vec, axes=(1, 0))), None)[1]
+        vec = vec.astype(jnp.result_type(vec, geom.dtype))
+        body = lambda acc, p, c, vb: (acc + kern.col_contract(p, vb), None)  # noqa: E731
+        init = kern.col_init(f, vec.shape[1:]).astype(vec.dtype)
+        return jnp.sum(plan_scan(f, g, kern, a, b, body, init, (vec,), (0.0,))[0], axis=0)
+    rows = lambda acc, p, c: (acc, jnp.tensordot(p, vec, axes=(1, 0), precision=HIGHEST))  # noqa: E731
+    return plan_scan(f, g, kern, a, b, rows, None)[1]
 
 
 def dual_objective(f: Array, g: Array, geom: Any, a: Array, b: Array, tau_a: Array, tau_b: Array) -> Array:
@@ -173,6 +177,39 @@ plan_jit = jax.jit(plan)
 plan_cost_jit = jax.jit(plan_cost)
 plan_apply_jit = jax.jit(plan_apply, static_argnums=(6,))
 dual_objective_jit = jax.jit(dual_objective)
+
+
+def _cg(matvec: Any, rhs: tuple[Array, Array], precond: Any, tol: float, maxiter: int) -> tuple[Array, Array]:
+    """Preconditioned conjugate gradient on pairs ``(v_f[n], v_g[m])``, stopping at ``|r| <= tol |rhs|``.
+
+    The textbook iteration (as ``jax.scipy.sparse.linalg.cg``), with inner products as element-wise sums, so
+    that it also runs on vectors sharded over a mesh with explicit axes (``jnp.vdot`` of two sharded vectors
+    has no output sharding there)."""
+
+    def dot(u: tuple[Array, Array], v: tuple[Array, Array]) -> Array:
+        return jnp.sum(u[0] * v[0]) + jnp.sum(u[1] * v[1])
+
+    def axpy(alpha: Array, u: tuple[Array, Array], v: tuple[Array, Array]) -> tuple[Array, Array]:
+        return v[0] + alpha * u[0], v[1] + alpha * u[1]
+
+    target = tol * tol * dot(rhs, rhs)
+
+    def cond(state: tuple) -> Array:
+        _, r, _, _, k = state
+        return (dot(r, r) > target) & (k < maxiter)
+
+    def body(state: tuple) -> tuple:
+        x, r, gamma, p, k = state
+        ap = matvec(p)
+        alpha = gamma / dot(p, ap)
+        x, r = axpy(alpha, p, x), axpy(-alpha, ap, r)
+        z = precond(r)
+        gamma_new = dot(r, z)
+        return x, r, gamma_new, axpy(gamma_new / gamma, p, z), k + 1
+
+    zero = (jnp.zeros_like(rhs[0]), jnp.zeros_like(rhs[1]))
+    z0 = precond(rhs)
+    return jax.lax.while_loop(cond, body, (zero, rhs, dot(rhs, z0), z0, 0))[0]
 
 
 def implicit_vjp(
@@ -202,12 +239,15 @@ def implicit_vjp(
     kern = cgeom.kernel()
 
     def both(vf: Array, vg: Array) -> tuple[Array, Array]:  # (P vg, P^T vf) in one pass over the plan
-        body = lambda acc, p, c, vfb: (acc + p.T @ vfb, p @ vg)  # noqa: E731
-        pt_vf, p_vg = plan_scan(cf, cg, kern, ca, cb, body, jnp.zeros_like(vg), (vf,), (0.0,))
-        return p_vg, pt_vf
+        def body(acc: Array, p: Array, c: Array, vfb: Array) -> tuple[Array, Array]:
+            return acc + kern.col_contract(p, vfb), jnp.matmul(p, vg, precision=HIGHEST)
 
-    body = lambda acc, p, c: (acc + jnp.sum(p, 0), jnp.sum(p, 1))  # noqa: E731
-    c, r = plan_scan(cf, cg, kern, ca, cb, body, jnp.zeros_like(g))
+        pt_vf, p_vg = plan_scan(cf, cg, kern, ca, cb, body, kern.col_init(cf), (vf,), (0.0,))
+        return p_vg, jnp.sum(pt_vf, axis=0)  # per-group column sums: one reduction per pass
+
+    body = lambda acc, p, c: (acc + kern.col_contract(p), jnp.sum(p, 1))  # noqa: E731
+    c, r = plan_scan(cf, cg, kern, ca, cb, body, kern.col_init(cf))
+    c = jnp.sum(c, axis=0)
     d_a = curvature(f, a, eps, tau_a)
     d_b = curvature(g, b, eps, tau_b)
     n, m = r.shape[0], c.shape[0]
@@ -231,7 +271,7 @@ def implicit_vjp(
     precond = lambda v: (v[0] / jnp.maximum(diag_f, tiny), v[1] / jnp.maximum(diag_g, tiny))  # noqa: E731
     rhs = project(f_bar, g_bar)
     tol = 1e-6 if r.dtype == jnp.float32 else 1e-12
-    lam, _ = jax.scipy.sparse.linalg.cg(matvec, rhs, M=precond, tol=tol, maxiter=cg_maxiter)
+    lam = _cg(matvec, rhs, precond, tol, cg_maxiter)
     lam = project(*lam)
     lam_f, lam_g = lam[0] * eps, lam[1] * eps  # H = (eps H) / eps
 

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ott_fast.costs import Cost, SqEuclidean, ti_gradients
+from ott_fast.costs import HIGHEST, Cost, SqEuclidean, ti_gradients
 from ott_fast.entropic.sinkhorn import sinkhorn
 from ott_fast.geometry import PointCloud, RelativeEpsilon, log_block
 
@@ -67,10 +67,10 @@ class EntropicMap(NamedTuple):
         w = self.weights(x)
         grads = None if isinstance(self.cost, SqEuclidean) else ti_gradients(self.cost)
         if grads is None:  # barycentric projection (exact form for the squared Euclidean cost)
-            return w @ self.y
+            return jnp.matmul(w, self.y, precision=HIGHEST)
         grad_h, grad_h_star = grads
         dh = jax.vmap(jax.vmap(grad_h))(x[:, None, :] - self.y[None, :, :])  # [k, m, d]
-        return x - jax.vmap(grad_h_star)(jnp.einsum("km,kmd->kd", w, dh))
+        return x - jax.vmap(grad_h_star)(jnp.einsum("km,kmd->kd", w, dh, precision=HIGHEST))
 
     def __call__(self, x: Any) -> Array:
         x = jnp.asarray(x)
@@ -177,8 +177,8 @@ class MLP:
         x = jnp.asarray(x)
         z = x
         for layer in params[:-1]:
-            z = self.activation(z @ layer["w"] + layer["b"])
-        z = z @ params[-1]["w"] + params[-1]["b"]
+            z = self.activation(jnp.matmul(z, layer["w"], precision=HIGHEST) + layer["b"])
+        z = jnp.matmul(z, params[-1]["w"], precision=HIGHEST) + params[-1]["b"]
         return x + z if self.residual else z
 
     def __call__(self, params: list[dict[str, Array]], x: Any) -> Array:

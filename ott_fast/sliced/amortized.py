@@ -27,6 +27,12 @@ import jax.numpy as jnp
 from ott_fast.sliced.vmf import _safe_normalize
 from ott_fast.sliced.wasserstein import _prepare
 
+
+def _mm(p: Array, q: Array) -> Array:
+    """A matrix product at full float32 precision (independent of the accelerator's default)."""
+    return jnp.matmul(p, q, precision=jax.lax.Precision.HIGHEST)
+
+
 Array = jax.Array
 
 __all__ = ["init_amortized", "apply_amortized"]
@@ -56,11 +62,11 @@ def init_amortized(key: Array, d: int, hidden: int = 16, dtype: Any = jnp.float3
 
 
 def _attention(params: dict[str, Array], z: Array, kind: str) -> Array:
-    q, k, v = (z @ params["w" + c] + params["b" + c] for c in "qkv")
+    q, k, v = (_mm(z, params["w" + c]) + params["b" + c] for c in "qkv")
     if kind == "full":
-        return jax.nn.softmax(q @ k.T / jnp.sqrt(jnp.asarray(q.shape[1], z.dtype)), axis=1) @ v
+        return _mm(jax.nn.softmax(_mm(q, k.T) / jnp.sqrt(jnp.asarray(q.shape[1], z.dtype)), axis=1), v)
     # Efficient attention: features of each query normalised over the hidden axis, keys over the points.
-    return jax.nn.softmax(q, axis=1) @ (jax.nn.softmax(k, axis=0).T @ v)
+    return _mm(jax.nn.softmax(q, axis=1), _mm(jax.nn.softmax(k, axis=0).T, v))
 
 
 def apply_amortized(
@@ -81,5 +87,5 @@ def apply_amortized(
     n, m = x.shape[0], y.shape[0]
     a = jnp.full((n,), 1.0 / n, x.dtype) if a is None else a
     b = jnp.full((m,), 1.0 / m, x.dtype) if b is None else b
-    pooled = a @ _attention(params, x, attention) + b @ _attention(params, y, attention)
+    pooled = _mm(a, _attention(params, x, attention)) + _mm(b, _attention(params, y, attention))
     return _safe_normalize(0.5 * pooled)

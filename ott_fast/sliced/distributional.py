@@ -19,7 +19,7 @@ from jax import lax
 
 from ott_fast._validation import check_positive
 from ott_fast.sliced.vmf import _safe_normalize, sample_vmf
-from ott_fast.sliced.wasserstein import _check_p, _prepare, _w1d, directions, safe_root
+from ott_fast.sliced.wasserstein import _check_p, _prepare, _w1d, directions, project, safe_root
 
 Array = jax.Array
 
@@ -122,19 +122,19 @@ def max_sliced_wasserstein(
     k0, k1 = jax.random.split(key)
 
     def objective(theta: Array, _: Array) -> Array:
-        return _w1d((theta @ xs.T)[None], (theta @ ys.T)[None], a, b, p)[0]
+        return _w1d(project(theta, xs)[None], project(theta, ys)[None], a, b, p)[0]
 
     run = jax.vmap(lambda th, k: _ascent(objective, th, opt, n_steps, k, _safe_normalize))
     thetas, hists = run(directions(k0, n_restarts, x.shape[1], "mc", x.dtype), jax.random.split(k1, n_restarts))
-    finals = _w1d(thetas @ xs.T, thetas @ ys.T, a, b, p)
+    finals = _w1d(project(thetas, xs), project(thetas, ys), a, b, p)
     best = jnp.argmax(finals)
     theta = lax.stop_gradient(thetas[best])
-    value = _w1d((theta @ x.T)[None], (theta @ y.T)[None], a, b, p)[0]
+    value = _w1d(project(theta, x)[None], project(theta, y)[None], a, b, p)[0]
     return ProjectionSearchOutput(safe_root(value, p) if root else value, theta, hists[best])
 
 
 def _pushforward(w: Array, theta: Array) -> Array:
-    return _safe_normalize(theta @ w.T)
+    return _safe_normalize(project(theta, w))
 
 
 def distributional_sliced_wasserstein(
@@ -186,13 +186,13 @@ def distributional_sliced_wasserstein(
 
     def objective(w: Array, k: Array) -> Array:
         th = _pushforward(w, directions(k, n_projections, d, "mc", x.dtype))
-        spread = jnp.mean(jnp.abs(th @ th.T))
-        return jnp.mean(_w1d(th @ xs.T, th @ ys.T, a, b, p)) - regularization * spread
+        spread = jnp.mean(jnp.abs(project(th, th)))
+        return jnp.mean(_w1d(project(th, xs), project(th, ys), a, b, p)) - regularization * spread
 
     w, hist = _ascent(objective, jnp.eye(d, dtype=x.dtype), opt, n_steps, k_search, lambda v: v)
     w = lax.stop_gradient(w)
     th = _pushforward(w, directions(k_eval, n_projections, d, "mc", x.dtype))
-    value = jnp.mean(_w1d(th @ x.T, th @ y.T, a, b, p))
+    value = jnp.mean(_w1d(project(th, x), project(th, y), a, b, p))
     return ProjectionSearchOutput(safe_root(value, p) if root else value, w, hist)
 
 
@@ -226,7 +226,7 @@ def vmf_sliced_wasserstein(
     check_positive("kappa", kappa)
     x, y, a, b = _prepare(x, y, a, b)
     th = sample_vmf(key, jnp.asarray(location, x.dtype), kappa, n_projections)
-    value = jnp.mean(_w1d(th @ x.T, th @ y.T, a, b, p))
+    value = jnp.mean(_w1d(project(th, x), project(th, y), a, b, p))
     return safe_root(value, p) if root else value
 
 
@@ -274,10 +274,10 @@ def vmf_distributional_sliced_wasserstein(
 
     def objective(eps: Array, k: Array) -> Array:
         th = sample_vmf(k, eps, kappa, n_projections)
-        return jnp.mean(_w1d(th @ xs.T, th @ ys.T, a, b, p))
+        return jnp.mean(_w1d(project(th, xs), project(th, ys), a, b, p))
 
     eps, hist = _ascent(objective, eps0, opt, n_steps, k_search, _safe_normalize)
     eps = lax.stop_gradient(eps)
     th = sample_vmf(k_eval, eps, kappa, n_projections)
-    value = jnp.mean(_w1d(th @ x.T, th @ y.T, a, b, p))
+    value = jnp.mean(_w1d(project(th, x), project(th, y), a, b, p))
     return ProjectionSearchOutput(safe_root(value, p) if root else value, eps, hist)

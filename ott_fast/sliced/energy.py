@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ott_fast.sliced.wasserstein import _check_p, _prepare, _resolve_all_directions, _w1d, safe_root
+from ott_fast.sliced.wasserstein import _check_p, _prepare, _resolve_all_directions, _w1d, project, safe_root
 
 Array = jax.Array
 
@@ -134,7 +134,7 @@ def _ebsw(
     p = static_p if traced_p is None else traced_p
     if theta is None:
         theta = _resolve_all_directions(key, kind, n_projections, x, y, a, b, kappa)
-    w = _w1d(theta @ x.T, theta @ y.T, a, b, p)
+    w = _w1d(project(theta, x), project(theta, y), a, b, p)
     weights = _importance_weights(w, energy)
     if not weight_gradient:
         weights = lax.stop_gradient(weights)

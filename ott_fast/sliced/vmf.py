@@ -39,7 +39,7 @@ def _householder_from_e1(mu: Array, z: Array) -> Array:
     sq = jnp.sum(u * u)
     ok = sq > 1e-12 * jnp.ones((), mu.dtype)
     inv = jnp.where(ok, 2.0 / jnp.where(ok, sq, 1.0), 0.0)
-    return z - (z @ u)[:, None] * (inv * u)[None, :]
+    return z - jnp.matmul(z, u, precision=lax.Precision.HIGHEST)[:, None] * (inv * u)[None, :]
 
 
 def _sample_w(key: Array, kappa: Array, d: int, n: int, n_proposals: int, dtype: Any) -> Array:

@@ -32,6 +32,22 @@ from jax import lax
 from ott_fast._validation import as_float_array, check_points, check_positive, check_weights, is_concrete
 from ott_fast.sliced.vmf import _householder_from_e1, _safe_normalize, _sample_w
 
+# Every product of the sliced estimators (projections, weighted moments) runs at full float32 precision: on
+# GPUs the default may be TF32, whose ~1e-3 relative error on a projection would exceed the 1-D errors we test.
+HIGHEST = lax.Precision.HIGHEST
+
+
+def project(theta: Array, x: Array) -> Array:
+    """Projections ``theta[L, d] @ x[n, d]^T -> [L, n]``, one matrix product at full float32 precision.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> project(jnp.eye(2), jnp.array([[1.0, 2.0]])).tolist()
+        [[1.0], [2.0]]
+    """
+    return jnp.matmul(theta, x.T, precision=HIGHEST)
+
+
 Array = jax.Array
 
 __all__ = [
@@ -219,7 +235,9 @@ def directions(key: Array, n_projections: int, d: int, kind: str = "mc", dtype: 
     if kind == "qmc":
         if d != 3:
             raise ValueError(f"directions='qmc' is for d = 3 (the spiral on S^2), got d = {d}; use 'orthogonal'.")
-        return spiral_directions(n_projections, dtype) @ random_orthogonal(key, 3, dtype).T
+        return jnp.matmul(
+            spiral_directions(n_projections, dtype), random_orthogonal(key, 3, dtype).T, precision=HIGHEST
+        )
     blocks = -(-n_projections // d)
     qs = jax.vmap(lambda k: random_orthogonal(k, d, dtype))(jax.random.split(key, blocks))
     return qs.reshape(blocks * d, d)[:n_projections]
@@ -325,8 +343,8 @@ def _moments(x: Array, a: Array | None) -> tuple[Array, Array]:
     if a is None:
         mean = jnp.mean(x, axis=0)
         return mean, jnp.sum(jnp.mean((x - mean) ** 2, axis=0))
-    mean = a @ x
-    return mean, jnp.sum(a @ ((x - mean) ** 2))
+    mean = jnp.matmul(a, x, precision=HIGHEST)
+    return mean, jnp.sum(jnp.matmul(a, (x - mean) ** 2, precision=HIGHEST))
 
 
 def _projected_moments(xp: Array, a: Array | None) -> tuple[Array, Array]:
@@ -334,8 +352,8 @@ def _projected_moments(xp: Array, a: Array | None) -> tuple[Array, Array]:
     if a is None:
         mean = jnp.mean(xp, axis=-1)
         return mean, jnp.mean((xp - mean[:, None]) ** 2, axis=-1)
-    mean = xp @ a
-    return mean, ((xp - mean[:, None]) ** 2) @ a
+    mean = jnp.matmul(xp, a, precision=HIGHEST)
+    return mean, jnp.matmul((xp - mean[:, None]) ** 2, a, precision=HIGHEST)
 
 
 def control_variates(
@@ -355,7 +373,7 @@ def control_variates(
         >>> [round(float(v), 4) for v in c], round(float(ec), 4)
         ([1.0, 1.0, 1.0], 1.0)
     """
-    return _control_variates(theta, theta @ x.T, theta @ y.T, x, y, a, b, kind)
+    return _control_variates(theta, project(theta, x), project(theta, y), x, y, a, b, kind)
 
 
 def _control_variates(
@@ -368,7 +386,7 @@ def _control_variates(
     d = x.shape[1]
     (mean_x, tr_x), (mean_y, tr_y) = _moments(x, a), _moments(y, b)
     dm = mean_x - mean_y
-    c = (theta @ dm) ** 2
+    c = jnp.matmul(theta, dm, precision=HIGHEST) ** 2
     ec = jnp.sum(dm * dm) / d
     if kind == "cv_upper":
         vx, vy = _projected_moments(xp, a)[1], _projected_moments(yp, b)[1]
@@ -487,7 +505,7 @@ def sliced_wasserstein(
     _check_p(p)
     x, y, a, b = _prepare(x, y, a, b)
     theta = _resolve_all_directions(key, directions, n_projections, x, y, a, b, kappa)
-    xp, yp = theta @ x.T, theta @ y.T  # [L, n]: one matmul each, then sort along the contiguous axis
+    xp, yp = project(theta, x), project(theta, y)  # [L, n]: one matmul each, then sort along the contiguous axis
     w = _w1d(xp, yp, a, b, p)
     if estimator == "mc":
         value = jnp.mean(w)
