@@ -258,6 +258,7 @@ def _explain_explicit_mesh(solve: Callable[..., tuple]) -> Callable[..., tuple]:
                 raise ValueError(EXPLICIT_MESH_BATCH.format(err=err)) from err
             raise
 
+    wrapped._cache_size = solve._cache_size  # type: ignore[attr-defined]  # compile counts stay observable
     return wrapped
 
 
