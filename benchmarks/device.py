@@ -37,6 +37,7 @@ import numpy as np
 
 import ott_fast as otf
 from benchmarks.problems import gaussian_clouds
+from benchmarks.sliced import _best  # one best-of-n timer for the suites
 
 # device name substring -> (memory bandwidth GB/s, exp Gop/s, float32 matmul TFLOP/s, without tensor cores)
 ROOFLINES: dict[str, tuple[float, float, float]] = {
@@ -65,14 +66,6 @@ def _bound(roof: dict[str, Any] | None, exps: float = 0.0, flops: float = 0.0, n
     return max(exps / roof["exp"], flops / roof["matmul"], nbytes / roof["bandwidth"])
 
 
-def _best(fn: Any, repeats: int) -> float:
-    jax.block_until_ready(fn())
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def _rate(make: Any, budgets: tuple[int, int], repeats: int, work: float = 1.0) -> dict[str, Any]:
