@@ -88,6 +88,15 @@ def log_block(c: Array, u: Array, v: Array, inv_eps: Array) -> Array:
     return u[:, None] + v[None, :] - c * inv_eps
 
 
+def sweep_exp(z: Array) -> Array:
+    """``exp(z)`` of a log-plan block, as every sweep takes it: written ``where(z == -inf, 0, exp(z))``, which is
+    ``exp(z)`` for every input (NaN included). The select keeps XLA:CPU from handing the fused sweep to its
+    YNNPACK library fusion, which ran the sweeps of a vmapped batch of small problems about 8x slower than
+    its own loop emitter (4096 problems of 64 x 64: 121 ms against 14 ms per iteration; a single large
+    problem is not affected)."""
+    return jnp.where(z == -jnp.inf, jnp.zeros((), z.dtype), jnp.exp(z))
+
+
 def _lse_rows(c: Array, u: Array, v: Array, inv_eps: Array) -> Array:
     """``log sum_j exp(u_i + v_j - c_ij inv_eps)`` per row in one pass: no max is subtracted, so callers pass
     ``u`` holding the current potential (exponents near 0). The result is clamped to the dtype's range, so
@@ -95,7 +104,7 @@ def _lse_rows(c: Array, u: Array, v: Array, inv_eps: Array) -> Array:
     not each exponent, keeps the sweep to the matrix read alone: an element-wise clamp made XLA:CPU
     materialise a broadcast constant of the matrix's size under ``vmap``, doubling the bytes read."""
     hi, lo = _clamps(c.dtype)
-    return jnp.clip(jnp.log(jnp.sum(jnp.exp(log_block(c, u, v, inv_eps)), axis=1)), lo, hi)
+    return jnp.clip(jnp.log(jnp.sum(sweep_exp(log_block(c, u, v, inv_eps)), axis=1)), lo, hi)
 
 
 _BLOCK_ENTRIES = 1 << 20  # ~4 MB of float32 per row block: stays in cache while a column sweep reads it
