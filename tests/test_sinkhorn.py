@@ -8,6 +8,7 @@ import pytest
 from conftest import random_problem, sq_cost
 
 import ott_fast as otf
+from ott_fast.entropic.sinkhorn import _STOP_MARGIN
 
 
 @pytest.mark.parametrize("acceleration", ["none", "adaptive"])
@@ -94,7 +95,7 @@ def test_outputs_apply_trace_and_permutation(x64):
     assert errors.shape == (200,)
     k = (int(out.n_iters) - 1) // 5
     assert np.all(np.isfinite(errors[:k])) and np.all(np.isnan(errors[k:]))
-    assert errors[k - 1] <= 1e-9 < errors[k - 2]
+    assert errors[k - 1] <= _STOP_MARGIN * 1e-9 < errors[k - 2]  # the loop aims a little below tol
     perm = np.random.default_rng(1).permutation(len(x))
     out_p = otf.sinkhorn(otf.PointCloud(x[perm], y, epsilon=0.1), a[perm], b, tol=1e-9, max_iters=1000)
     np.testing.assert_allclose(out_p.matrix, np.asarray(out.matrix)[perm], atol=1e-9)
