@@ -14,6 +14,8 @@ Which module owns what (three families on one shared floor; every public name is
 - :mod:`ott_fast.sliced`: ``wasserstein`` (1-D OT, directions, control variates, the estimator),
   ``distributional`` (Max-SW, DSW, v-DSW), ``vmf``, ``amortized``.
 - :mod:`ott_fast.maps`: ``monge_gap``, ``entropic_map`` (and the MLP map model), ``fitting``.
+- :mod:`ott_fast.padding`: ragged batches as padded batches (``pad``, ``unpad``): a zero weight means an
+  absent point everywhere, so one ``jax.vmap`` solves clouds of different sizes.
 - :mod:`ott_fast.trace`: convergence curves of our solvers, and plotting (the peers' runners live in
   ``benchmarks/``).
 
@@ -39,6 +41,7 @@ from ott_fast.entropic import (
 from ott_fast.entropic.driver import Status, describe
 from ott_fast.geometry import Geometry, PointCloud
 from ott_fast.maps import MLP, EntropicMap, MongeGapOutput, entropic_map, fit, fitting, monge_gap
+from ott_fast.padding import Padded, pad, unpad
 from ott_fast.sliced import (
     ProjectionSearchOutput,
     apply_amortized,
@@ -63,6 +66,9 @@ __all__ = [
     "sliced",
     "Geometry",
     "PointCloud",
+    "pad",
+    "unpad",
+    "Padded",
     "sinkhorn",
     "SinkhornOutput",
     "Status",

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, Literal
 
@@ -45,18 +46,53 @@ def _clamps(dtype: Any) -> tuple[float, float]:
     return float(np.log(info.max)), float(np.log(info.tiny))
 
 
-def _resolve_epsilon(epsilon: Any, relative: RelativeEpsilon, stat: Any, dtype: Any) -> Array:
+def _given_epsilon(epsilon: Any, relative: RelativeEpsilon, dtype: Any) -> Array:
+    """The ``epsilon`` a geometry was given, checked: a scalar > 0 (absolute, or in units of the relative
+    statistic)."""
     if epsilon is None:
         raise TypeError("epsilon: required (absolute by default; pass relative_epsilon='mean' to scale it).")
     val.check_positive("epsilon", epsilon)
     eps = jnp.asarray(epsilon, dtype=dtype)
     if eps.shape != ():
         raise ValueError(f"epsilon: expected a scalar, got shape {eps.shape}.")
-    if relative is None:
-        return eps
-    if relative not in ("mean", "std"):
+    if relative not in (None, "mean", "std"):
         raise ValueError(f"relative_epsilon: expected None, 'mean' or 'std', got {relative!r}.")
-    return eps * jax.lax.stop_gradient(stat(relative))  # the unit of epsilon is a constant in gradients
+    return eps
+
+
+def _support_log(w: Array | None, size: int, dtype: Any) -> Array:
+    """``0`` where ``w > 0`` (or everywhere if ``w`` is ``None``), ``-inf`` where ``w = 0``: added to a block,
+    it hides the absent points from a maximum."""
+    if w is None:
+        return jnp.zeros((size,), dtype)
+    return jnp.where(w > 0, 0.0, -jnp.inf).astype(dtype)
+
+
+def _weights_or_uniform(w: Array | None, size: int, dtype: Any) -> Array:
+    return jnp.full((size,), 1.0 / size, dtype) if w is None else jnp.asarray(w, dtype)
+
+
+def _weighted_mean(z: Array, w: Array) -> Array:
+    """``sum_i w_i z_i / sum_i w_i`` over the first axis, counting only ``w_i > 0``: a zero weight means an
+    absent point, wherever it sits (``0 * inf`` would otherwise be NaN)."""
+    pos = (w > 0).reshape(w.shape + (1,) * (z.ndim - 1))
+    return jnp.sum(jnp.where(pos, w.reshape(pos.shape) * z, 0.0), axis=0) / jnp.sum(w)
+
+
+def _masked_stats(c: Array, a: Array, b: Array) -> tuple[Array, Array, Array]:
+    """``(sum a_i b_j C_ij, sum a_i b_j C_ij^2, max C_ij)`` over the support ``a_i > 0, b_j > 0`` of a block."""
+    keep = (a > 0)[:, None] & (b > 0)[None, :]
+    w = a[:, None] * b[None, :]
+    c0 = jnp.where(keep, c, 0.0)
+    big = jnp.max(jnp.where(keep, c, -jnp.inf))
+    return jnp.sum(w * c0), jnp.sum(w * c0 * c0), big
+
+
+def _stat_from_sums(stat: str, s1: Array, s2: Array, top: Array, mass: Array) -> Array:
+    if stat == "max":
+        return top
+    mean = s1 / mass
+    return mean if stat == "mean" else jnp.sqrt(jnp.maximum(s2 / mass - mean**2, 0.0))
 
 
 _DENSE_MAX_ENTRIES = 1 << 28  # 1 GiB of float32: beyond it, PointCloud(chunk_size=None) goes online
@@ -311,10 +347,11 @@ class Kernel:
         mx = jax.lax.stop_gradient(jnp.where(jnp.isfinite(mx), mx, 0.0))
         return mx + self.col_lse(u, v - mx, inv_eps)
 
-    def max_cost(self) -> Array:
-        """The largest cost (the default start of an epsilon schedule)."""
-        zero = jnp.zeros((self.shape[0],), self.dtype)
-        return jnp.max(self.row_max(zero, jnp.zeros((self.shape[1],), self.dtype), -jnp.ones((), self.dtype)))
+    def max_cost(self, a: Array | None = None, b: Array | None = None) -> Array:
+        """The largest cost between points of positive weight (``a``, ``b``: ``[n]``, ``[m]``, all points if
+        ``None``): the default start of an epsilon schedule."""
+        u, v = _support_log(a, self.shape[0], self.dtype), _support_log(b, self.shape[1], self.dtype)
+        return jnp.max(self.row_max(u, v, -jnp.ones((), self.dtype)))
 
     def finite(self) -> Array:
         """``[]`` bool: whether every cost is finite (the in-graph check of traced input)."""
@@ -394,8 +431,9 @@ class DenseKernel(Kernel):
     def col_max(self, u: Array, v: Array, inv_eps: Array) -> Array:
         return jnp.max(self.log_matrix(u, v, inv_eps), axis=0)
 
-    def max_cost(self) -> Array:
-        return jnp.max(self.cost_matrix)
+    def max_cost(self, a: Array | None = None, b: Array | None = None) -> Array:
+        u, v = _support_log(a, self.shape[0], self.dtype), _support_log(b, self.shape[1], self.dtype)
+        return jnp.max(self.cost_matrix + u[:, None] + v[None, :])
 
     def finite(self) -> Array:
         return jnp.all(jnp.isfinite(self.cost_matrix))
@@ -468,8 +506,59 @@ class OnlineKernel(Kernel):
         return cls(*children, aux)
 
 
+class _Regularised:
+    """What :class:`Geometry` and :class:`PointCloud` share: the ``epsilon`` they were given, its relative
+    unit, and :meth:`with_weights`, which places both (and a point cloud's centring) for the weights of a
+    problem, so that a zero weight means an absent point for every quantity a solve uses."""
+
+    given_epsilon: Array
+    relative_epsilon: RelativeEpsilon
+    scale: Array | None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        raise NotImplementedError
+
+    @property
+    def dtype(self) -> Any:
+        raise NotImplementedError
+
+    @property
+    def epsilon(self) -> Array:
+        """``[]`` the absolute epsilon: the given one, times the relative statistic if there is one."""
+        return self.given_epsilon if self.scale is None else self.given_epsilon * self.scale
+
+    def _centre(self, a: Array, b: Array) -> None:
+        """Sets whatever the weights place besides epsilon's unit (a point cloud's common shift)."""
+
+    def _cost_stat(self, stat: str, a: Array, b: Array) -> Array:
+        raise NotImplementedError
+
+    def with_weights(self, a: Array | None = None, b: Array | None = None) -> Any:
+        """This geometry, its relative epsilon (and a point cloud's centring) computed under the weights
+        ``a[n]``, ``b[m]`` (``None``: uniform): the weighted mean or std of the costs, over the pairs of
+        positive weight, and the midpoint of the weighted means. The solvers call it with the weights they
+        are given, so padding a problem with zero-weight points, wherever they sit, changes neither; a
+        geometry built alone uses uniform weights.
+
+        Example:
+            >>> import jax.numpy as jnp, ott_fast as otf
+            >>> geom = otf.Geometry(jnp.array([[0.0, 1.0], [1.0, 9.0]]), epsilon=1.0, relative_epsilon="mean")
+            >>> float(geom.epsilon), float(geom.with_weights(jnp.array([1.0, 0.0]), jnp.ones(2) / 2).epsilon)
+            (2.75, 0.5)
+        """
+        n, m = self.shape
+        a = _weights_or_uniform(a, n, self.dtype)
+        b = _weights_or_uniform(b, m, self.dtype)
+        obj = copy.copy(self)
+        obj._centre(a, b)
+        if self.relative_epsilon is not None:  # the unit of epsilon is a constant in gradients
+            obj.scale = jax.lax.stop_gradient(obj._cost_stat(self.relative_epsilon, a, b))
+        return obj
+
+
 @jax.tree_util.register_pytree_node_class
-class Geometry:
+class Geometry(_Regularised):
     """A cost matrix ``C[n, m]`` and the regularisation ``epsilon``.
 
     Args:
@@ -477,8 +566,10 @@ class Geometry:
             device array is checked inside the solve instead (no copy to the host), where a non-finite
             entry makes the solve report invalid input.
         epsilon: entropic regularisation, > 0; absolute unless ``relative_epsilon`` is set.
-        relative_epsilon: ``None``, ``"mean"`` or ``"std"``: multiply ``epsilon`` by that statistic of ``C``.
-            The statistic is a constant in gradients (``stop_gradient``), as everywhere in ott_fast.
+        relative_epsilon: ``None``, ``"mean"`` or ``"std"``: multiply ``epsilon`` by that statistic of ``C``,
+            weighted by ``a_i b_j`` (see :meth:`with_weights`: a solve uses its own weights; ``geom.epsilon``
+            alone uses uniform ones). The statistic is a constant in gradients (``stop_gradient``), as
+            everywhere in ott_fast.
 
     Example:
         >>> import jax.numpy as jnp, ott_fast as otf
@@ -493,9 +584,10 @@ class Geometry:
             raise ValueError(f"cost_matrix: expected a non-empty [n, m] matrix, got shape {c.shape}.")
         val.check_finite_host("cost_matrix", cost_matrix)
         self.cost_matrix = c
-        self.epsilon = _resolve_epsilon(
-            epsilon, relative_epsilon, lambda s: jnp.mean(c) if s == "mean" else jnp.std(c), c.dtype
-        )
+        self.given_epsilon = _given_epsilon(epsilon, relative_epsilon, c.dtype)
+        self.relative_epsilon, self.scale = relative_epsilon, None
+        if relative_epsilon is not None:
+            self.scale = self.with_weights().scale
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -506,17 +598,22 @@ class Geometry:
     def dtype(self) -> Any:
         return self.cost_matrix.dtype
 
+    def _cost_stat(self, stat: str, a: Array, b: Array) -> Array:
+        s1, s2, top = _masked_stats(self.cost_matrix, a, b)
+        return _stat_from_sums(stat, s1, s2, top, jnp.sum(a) * jnp.sum(b))
+
     def kernel(self) -> DenseKernel:
         """The :class:`Kernel` every pass over the plan runs on: the stored matrix."""
         return DenseKernel(self.cost_matrix, self.epsilon)
 
-    def tree_flatten(self) -> tuple[tuple[Array, Array], None]:
-        return (self.cost_matrix, self.epsilon), None
+    def tree_flatten(self) -> tuple[tuple, RelativeEpsilon]:
+        return (self.cost_matrix, self.given_epsilon, self.scale), self.relative_epsilon
 
     @classmethod
-    def tree_unflatten(cls, aux: None, children: tuple[Array, Array]) -> Geometry:
+    def tree_unflatten(cls, aux: RelativeEpsilon, children: tuple) -> Geometry:
         obj = object.__new__(cls)
-        obj.cost_matrix, obj.epsilon = children
+        obj.cost_matrix, obj.given_epsilon, obj.scale = children
+        obj.relative_epsilon = aux
         return obj
 
     def __repr__(self) -> str:
@@ -524,7 +621,7 @@ class Geometry:
 
 
 @jax.tree_util.register_pytree_node_class
-class PointCloud:
+class PointCloud(_Regularised):
     """Points ``x[n, d]``, ``y[m, d]`` with a ground cost (squared Euclidean by default) and ``epsilon``.
 
     Args:
@@ -532,8 +629,9 @@ class PointCloud:
         y: ``[m, d]`` target points.
         cost: a :class:`~ott_fast.costs.Cost` instance or any function ``c(x[d], y[d]) -> scalar``.
         epsilon: entropic regularisation, > 0; absolute unless ``relative_epsilon`` is set.
-        relative_epsilon: ``None``, ``"mean"`` or ``"std"`` of the cost matrix as the unit of ``epsilon``
-            (a constant in gradients: ``stop_gradient``).
+        relative_epsilon: ``None``, ``"mean"`` or ``"std"`` of the cost matrix as the unit of ``epsilon``,
+            weighted by ``a_i b_j`` (see :meth:`with_weights`: a solve uses its own weights;
+            ``geom.epsilon`` alone uses uniform ones), a constant in gradients (``stop_gradient``).
         chunk_size: ``None`` stores the cost matrix (dense), unless it would exceed ``2**28`` entries
             (1 GiB in float32), in which case the geometry is online with an automatic chunk size.
             An int, or ``"auto"``, makes it online: the costs are recomputed in chunks of that many rows
@@ -542,13 +640,14 @@ class PointCloud:
 
     **Translation.** For translation-invariant costs (``cost.translation_invariant``: squared Euclidean,
     Euclidean, p-norms, every :class:`~ott_fast.costs.TICost` ``h(x - y)``), both clouds are centred by
-    one common shift, the midpoint of their means, before any cost is formed (dense or online). Translating
-    both clouds then changes no result beyond the rounding of the inputs themselves, and float32 keeps its
-    accuracy far from the origin: the squared Euclidean matrix ``|x|^2 + |y|^2 - 2 x y^T`` would otherwise
-    cancel catastrophically (at a shift of 300 times the spread, the plan's marginals were off by 6 in L1).
-    Costs that are not translation-invariant (:class:`~ott_fast.costs.Cosine`, user functions) see the
-    points as given: their accuracy is the user's choice of coordinates. The shift is held constant in
-    gradients (for a translation-invariant cost its derivative is zero).
+    one common shift, the midpoint of their (weighted) means, before any cost is formed (dense or online).
+    Translating both clouds then changes no result beyond the rounding of the inputs themselves, and float32
+    keeps its accuracy far from the origin: the squared Euclidean matrix ``|x|^2 + |y|^2 - 2 x y^T`` would
+    otherwise cancel catastrophically (at a shift of 300 times the spread, the plan's marginals were off by 6
+    in L1). Zero-weight points do not move the shift, wherever they sit. Costs that are not
+    translation-invariant (:class:`~ott_fast.costs.Cosine`, user functions) see the points as given: their
+    accuracy is the user's choice of coordinates. The shift is held constant in gradients (for a
+    translation-invariant cost its derivative is zero).
 
     The squared Euclidean matrix is computed as ``|x|^2 + |y|^2 - 2 x y^T`` (one matrix product at full
     float32 precision, see :class:`~ott_fast.costs.SqEuclidean`), and its mean in closed form.
@@ -579,11 +678,16 @@ class PointCloud:
         dtype = jnp.result_type(xa, ya)
         self.x, self.y = xa.astype(dtype), ya.astype(dtype)
         self.cost = as_cost(cost)
-        self.shift = None
-        if self.cost.translation_invariant:
-            self.shift = jax.lax.stop_gradient(0.5 * (jnp.mean(self.x, 0) + jnp.mean(self.y, 0)))
         self.chunk_size = _resolve_chunk(chunk_size, xa.shape[0], ya.shape[0])
-        self.epsilon = _resolve_epsilon(epsilon, relative_epsilon, self._cost_stat, dtype)
+        self.given_epsilon = _given_epsilon(epsilon, relative_epsilon, dtype)
+        self.relative_epsilon, self.scale, self.shift = relative_epsilon, None, None
+        placed = self.with_weights()
+        self.scale, self.shift = placed.scale, placed.shift
+
+    def _centre(self, a: Array, b: Array) -> None:
+        if self.cost.translation_invariant:
+            mid = 0.5 * (_weighted_mean(self.x, a) + _weighted_mean(self.y, b))
+            self.shift = jax.lax.stop_gradient(mid)
 
     def centred(self) -> tuple[Array, Array]:
         """``(x - shift, y - shift)``: the points every cost is formed from (as given when the cost is not
@@ -592,34 +696,27 @@ class PointCloud:
             return self.x, self.y
         return self.x - self.shift, self.y - self.shift
 
-    def _cost_stat(self, stat: str) -> Array:
-        """``"mean"``, ``"std"`` or ``"max"`` of the cost matrix, in chunks when online."""
+    def _cost_stat(self, stat: str, a: Array, b: Array) -> Array:
+        """``"mean"``, ``"std"`` or ``"max"`` of the costs over pairs of positive weight, weighted by
+        ``a_i b_j``; in chunks when online."""
+        x, y = self.centred()
         if stat == "mean" and isinstance(self.cost, SqEuclidean):
-            x, y = self.centred()
-            return (
-                jnp.mean(jnp.sum(x * x, 1))
-                + jnp.mean(jnp.sum(y * y, 1))
-                - 2.0 * jnp.matmul(jnp.mean(x, 0), jnp.mean(y, 0), precision=self.cost.precision)
-            )
+            mx, my = _weighted_mean(x, a), _weighted_mean(y, b)
+            sx, sy = _weighted_mean(jnp.sum(x * x, 1), a), _weighted_mean(jnp.sum(y * y, 1), b)
+            return sx + sy - 2.0 * jnp.matmul(mx, my, precision=self.cost.precision)
         if self.chunk_size is None:
-            c = self.cost_matrix
-            return {"mean": jnp.mean, "std": jnp.std, "max": jnp.max}[stat](c)
-        n, m = self.shape
-        kern = OnlineKernel(*self.centred(), self.cost, jnp.ones((), self.dtype), self.chunk_size)  # costs only
+            s1, s2, top = _masked_stats(self.cost_matrix, a, b)
+        else:
+            kern = OnlineKernel(x, y, self.cost, jnp.ones((), self.dtype), self.chunk_size)  # costs only
 
-        def body(acc: tuple[Array, Array, Array], blk: Array, keep: Array) -> tuple[tuple[Array, Array, Array], None]:
-            c = kern.cost_block(blk)
-            big = jnp.max(jnp.where(keep[:, None] > 0, c, -jnp.inf))
-            c = c * keep[:, None]  # the padded rows of the last chunk count for nothing
-            return (acc[0] + c.sum(), acc[1] + (c * c).sum(), jnp.maximum(acc[2], big)), None
+            def body(acc: tuple[Array, Array, Array], blk: Array, wa: Array) -> tuple[tuple[Array, Array, Array], None]:
+                t1, t2, big = _masked_stats(kern.cost_block(blk), wa, b)  # the last chunk's padded rows: wa = 0
+                return (acc[0] + t1, acc[1] + t2, jnp.maximum(acc[2], big)), None
 
-        zero = jnp.zeros((), self.dtype)
-        init = (zero, zero, jnp.full((), -jnp.inf, self.dtype))
-        (s1, s2, top), _ = kern.scan(body, init, (jnp.ones((n,), self.dtype),), (0.0,))
-        if stat == "max":
-            return top
-        mean = s1 / (n * m)
-        return mean if stat == "mean" else jnp.sqrt(jnp.maximum(s2 / (n * m) - mean**2, 0.0))
+            zero = jnp.zeros((), self.dtype)
+            init = (zero, zero, jnp.full((), -jnp.inf, self.dtype))
+            (s1, s2, top), _ = kern.scan(body, init, (a,), (0.0,))
+        return _stat_from_sums(stat, s1, s2, top, jnp.sum(a) * jnp.sum(b))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -647,16 +744,24 @@ class PointCloud:
             return OnlineKernel(x, y, self.cost, self.epsilon, self.chunk_size)
         return DenseKernel(self.cost_matrix, self.epsilon)
 
-    def tree_flatten(self) -> tuple[tuple, int | None]:
-        return (self.x, self.y, self.cost, self.epsilon, self.shift), self.chunk_size
+    def tree_flatten(self) -> tuple[tuple, tuple]:
+        return (self.x, self.y, self.cost, self.given_epsilon, self.scale, self.shift), (
+            self.chunk_size,
+            self.relative_epsilon,
+        )
 
     @classmethod
-    def tree_unflatten(cls, aux: int | None, children: tuple) -> PointCloud:
+    def tree_unflatten(cls, aux: tuple, children: tuple) -> PointCloud:
         obj = object.__new__(cls)
-        obj.x, obj.y, obj.cost, obj.epsilon, obj.shift = children
-        obj.chunk_size = aux
+        obj.x, obj.y, obj.cost, obj.given_epsilon, obj.scale, obj.shift = children
+        obj.chunk_size, obj.relative_epsilon = aux
         return obj
 
     def __repr__(self) -> str:
         mode = f"online, chunk_size={self.chunk_size}" if self.online else "dense"
         return f"PointCloud(shape={self.shape}, d={self.x.shape[1]}, cost={self.cost!r}, {mode}, dtype={self.dtype})"
+
+
+# A solve places its geometry for its weights in one compiled call (eager use: one dispatch, compiled once per
+# geometry structure); under an outer jit it is inlined.
+with_weights_jit = jax.jit(lambda geom, a, b: geom.with_weights(a, b))

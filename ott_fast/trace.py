@@ -117,8 +117,8 @@ def sinkhorn_curve(
     duals = duals[keep]
     schedule = kwargs.get("schedule")
     if schedule is not None:  # duals at a larger epsilon do not compare with D*: no gap until eps is reached
-        eps = float(geom.epsilon)
-        init = float(geom.kernel().max_cost() if schedule.init is None else schedule.init)
+        eps = float(out.geom.epsilon)  # the solve's: its relative epsilon is under a, b
+        init = float(out.geom.kernel().max_cost(a, b) if schedule.init is None else schedule.init)
         eps_at = np.maximum(eps, init * float(schedule.decay) ** (its - 1))
         duals = np.where(eps_at > eps * (1 + 1e-9), np.nan, duals)
     return Curve(label, its, errs[keep], its * per_iter, duals, None, timing, secs)

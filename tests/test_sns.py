@@ -99,7 +99,10 @@ def test_jit_equals_eager_and_float32():
     jitted = jax.jit(lambda g: otf.sns(g, a, b, tol=1e-5))(geom)
     assert eager.f.dtype == jnp.float32
     assert bool(eager.converged)
-    np.testing.assert_allclose(eager.f, jitted.f, atol=1e-5)
+    # (f + c, g - c) is the same solution: the jitted graph rounds the weighted centring shift differently,
+    # and the Newton steps of the two runs then settle on slightly different constants.
+    np.testing.assert_allclose(eager.f - eager.f.mean(), jitted.f - jitted.f.mean(), atol=1e-5)
+    np.testing.assert_allclose(eager.reg_ot_cost, jitted.reg_ot_cost, rtol=1e-5)
     with jax.enable_x64(True):
         ref = otf.sns(otf.PointCloud(x.astype(np.float64), y.astype(np.float64), epsilon=0.1), a, b, tol=1e-10)
         np.testing.assert_allclose(float(eager.reg_ot_cost), float(ref.reg_ot_cost), rtol=1e-4)

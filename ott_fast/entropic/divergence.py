@@ -38,7 +38,8 @@ def sinkhorn_divergence(
 
     ``S = OT(a, b) - OT(a, a) / 2 - OT(b, b) / 2 + eps (m(a) - m(b))^2 / 2`` with the KL-form entropic cost
     (``SinkhornOutput.reg_ot_cost``) for the three terms, all at the same absolute epsilon (a relative
-    epsilon is resolved on the ``x``-``y`` cost matrix, its scale a constant in gradients). The last term,
+    epsilon is resolved on the ``x``-``y`` cost matrix under the weights ``a_i b_j``, its scale a constant in
+    gradients). The last term,
     with ``m(a) = sum(a)``, is Sejourne et al.'s (2019) correction for unbalanced problems (``tau < 1``):
     without it the divergence can be negative when the masses differ; it is 0 for balanced problems.
     ``S >= 0`` for the squared Euclidean cost, and exactly 0 when ``x == y`` and ``a == b``. Gradients flow
@@ -78,6 +79,7 @@ def sinkhorn_divergence(
 @jax.jit(static_argnums=(0,))
 def _divergence(static: tuple, geom_xy: PointCloud, a: Array, b: Array, traced: dict) -> Array:
     kw = {**dict(static), **traced}
+    geom_xy = geom_xy.with_weights(a, b)  # a relative epsilon under the weights: absent points count for nothing
     eps = geom_xy.epsilon
     geom_xx = PointCloud(geom_xy.x, geom_xy.x, cost=geom_xy.cost, epsilon=eps, chunk_size=geom_xy.chunk_size)
     geom_yy = PointCloud(geom_xy.y, geom_xy.y, cost=geom_xy.cost, epsilon=eps, chunk_size=geom_xy.chunk_size)

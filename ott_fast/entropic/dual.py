@@ -81,9 +81,21 @@ def curvature(f: Array, w: Array, eps: Array, tau: Array) -> Array:
 # ----------------------------------------------------------------- the dual value and the marginal error
 
 
+def weighted(w: Array, z: Array) -> Array:
+    """``w * z`` with ``0`` wherever ``w = 0``, whatever ``z`` is there: the terms of an absent (zero-weight)
+    point vanish even where its potential or its clamped log-sum would make ``0 * inf`` NaN. The derivative
+    in ``w`` stays ``z`` wherever ``z`` is finite, zero weights included (``dD/da_i = f_i`` there too)."""
+    return w * jnp.where((w > 0) | jnp.isfinite(z), z, jnp.zeros((), z.dtype))
+
+
+def mass_of(w: Array, log_s: Array) -> Array:
+    """``w * exp(log_s)``: a marginal from its log-sum without the weights (0 where ``w = 0``)."""
+    return weighted(w, jnp.exp(log_s))
+
+
 def dual_value(f: Array, g: Array, a: Array, b: Array, mass: Array, eps: Array, tau_a: Any, tau_b: Any) -> Array:
     """``D(f, g)`` given the plan's mass ``sum_ij P_ij`` (the only term that needs a pass over the plan)."""
-    penalties = jnp.sum(a * psi(f, eps, tau_a)) + jnp.sum(b * psi(g, eps, tau_b))
+    penalties = jnp.sum(weighted(a, psi(f, eps, tau_a))) + jnp.sum(weighted(b, psi(g, eps, tau_b)))
     return penalties - eps * (mass - jnp.sum(a) * jnp.sum(b))
 
 
@@ -93,8 +105,8 @@ def marginal_error(
     """The L1 marginal violation ``|P 1 - a psi_a'(f)|_1 + |P^T 1 - b psi_b'(g)|_1`` (DESIGN.md's error; the
     targets are ``a``, ``b`` when balanced), from the log row and column sums *without* the weights:
     ``(P 1)_i = a_i exp(log_r_i)``, ``(P^T 1)_j = b_j exp(log_c_j)``."""
-    row = a * (jnp.exp(log_r) - psi_prime(f, eps, tau_a))
-    col = b * (jnp.exp(log_c) - psi_prime(g, eps, tau_b))
+    row = weighted(a, jnp.exp(log_r) - psi_prime(f, eps, tau_a))
+    col = weighted(b, jnp.exp(log_c) - psi_prime(g, eps, tau_b))
     return jnp.sum(jnp.abs(row)) + jnp.sum(jnp.abs(col))
 
 
@@ -128,9 +140,14 @@ def plan_scan(
     la, fa = _split_weight(a)
     lb, fb = _split_weight(b)
     v = g * inv + lb
+    col_absent = b <= 0
 
     def step(acc: Any, blk: Array, u: Array, wa: Array, *rb: Array) -> tuple[Any, Any]:
-        p = jnp.exp(kernel.log_block(blk, u, v, inv)) * wa[:, None] * fb[None, :]
+        # A pair of absent points (both weights 0) is no entry at all: its exponent is dropped before exp
+        # (it may overflow: two padded points at the same far place have cost 0 and large potentials).
+        z = kernel.log_block(blk, u, v, inv)
+        z = jnp.where((wa <= 0)[:, None] & col_absent[None, :], -jnp.inf, z)
+        p = jnp.exp(z) * wa[:, None] * fb[None, :]
         return body(acc, p, blk, *rb)
 
     return kernel.scan(step, col_init, (f * inv + la, fa, *rows), (-jnp.inf, 0.0, *pads))
@@ -248,25 +265,32 @@ def implicit_vjp(
     body = lambda acc, p, c: (acc + kern.col_contract(p), jnp.sum(p, 1))  # noqa: E731
     c, r = plan_scan(cf, cg, kern, ca, cb, body, kern.col_init(cf))
     c = jnp.sum(c, axis=0)
-    d_a = curvature(f, a, eps, tau_a)
-    d_b = curvature(g, b, eps, tau_b)
-    n, m = r.shape[0], c.shape[0]
+    d_a = weighted(a, curvature(f, jnp.ones_like(a), eps, tau_a))
+    d_b = weighted(b, curvature(g, jnp.ones_like(b), eps, tau_b))
+    # A zero-weight point's row of H is zero (the dual does not depend on its potential, which the solvers
+    # set to the c-transform): its coordinate is taken out of the system (identity there, right-hand side
+    # 0, so lam = 0 and its potential is a constant in the backward pass), and the null direction (1, -1)
+    # runs over the points present only. Padding a problem then changes no gradient.
+    pos_f, pos_g = a > 0, b > 0
     balanced = (tau_a >= 1) & (tau_b >= 1)
-    w_f, w_g = jnp.full((n,), 1.0, r.dtype), jnp.full((m,), -1.0, r.dtype)
-    w_norm2 = float(n + m)
+    w_f, w_g = jnp.where(pos_f, 1.0, 0.0).astype(r.dtype), jnp.where(pos_g, -1.0, 0.0).astype(r.dtype)
+    w_norm2 = jnp.sum(w_f) - jnp.sum(w_g)
     ridge = jnp.where(balanced, (jnp.sum(r) + jnp.sum(c)) / w_norm2, 0.0)
 
     def project(vf: Array, vg: Array) -> tuple[Array, Array]:
         t = jnp.where(balanced, (jnp.sum(vf * w_f) + jnp.sum(vg * w_g)) / w_norm2, 0.0)
-        return vf - t * w_f, vg - t * w_g
+        return jnp.where(pos_f, vf - t * w_f, 0.0), jnp.where(pos_g, vg - t * w_g, 0.0)
 
     def matvec(v: tuple[Array, Array]) -> tuple[Array, Array]:
         vf, vg = v
         t = ridge * (jnp.sum(vf * w_f) + jnp.sum(vg * w_g)) / w_norm2
         p_vg, pt_vf = both(vf, vg)
-        return ((r + d_a) * vf + p_vg + t * w_f, pt_vf + (c + d_b) * vg + t * w_g)
+        out_f = jnp.where(pos_f, (r + d_a) * vf + p_vg + t * w_f, vf)
+        out_g = jnp.where(pos_g, pt_vf + (c + d_b) * vg + t * w_g, vg)
+        return out_f, out_g
 
-    diag_f, diag_g = r + d_a + ridge / w_norm2, c + d_b + ridge / w_norm2
+    diag_f = jnp.where(pos_f, r + d_a + ridge / w_norm2, 1.0)
+    diag_g = jnp.where(pos_g, c + d_b + ridge / w_norm2, 1.0)
     tiny = jnp.finfo(r.dtype).tiny
     precond = lambda v: (v[0] / jnp.maximum(diag_f, tiny), v[1] / jnp.maximum(diag_g, tiny))  # noqa: E731
     rhs = project(f_bar, g_bar)

@@ -18,7 +18,7 @@ import numpy as np
 from ott_fast import _validation as val
 from ott_fast.entropic import driver
 from ott_fast.entropic import dual as _dual
-from ott_fast.geometry import Geometry, Kernel, PointCloud
+from ott_fast.geometry import Geometry, Kernel, PointCloud, with_weights_jit
 
 Array = jax.Array
 Geom = Geometry | PointCloud
@@ -193,7 +193,7 @@ def _marginal_error(s: SinkhornState, a: Array, b: Array, eps: Array, num: _Nume
 
 def _dual_value(s: SinkhornState, a: Array, b: Array, eps: Array, num: _Numerics) -> Array:
     """``D(f, g)`` from the carried row sums (the plan's mass is ``sum_i a_i exp(log_r_i)``)."""
-    return _dual.dual_value(s.f, s.g, a, b, jnp.sum(a * jnp.exp(s.log_r)), eps, num.tau_a, num.tau_b)
+    return _dual.dual_value(s.f, s.g, a, b, jnp.sum(_dual.mass_of(a, s.log_r)), eps, num.tau_a, num.tau_b)
 
 
 def _first_iteration(geom: Kernel, a: Array, b: Array, g0: Array, num: _Numerics, static: _Static) -> SinkhornState:
@@ -296,7 +296,7 @@ def _keep_going(s: SinkhornState, n_checks: int) -> Array:
 def _loop(static: _Static, pg: Kernel, a: Array, b: Array, g0: Array, num: _Numerics) -> SinkhornState:
     """The first iteration, then blocks of ``check_every`` iterations until converged, capped or non-finite."""
     if num.eps_init is None:
-        num = num._replace(eps_init=pg.max_cost())
+        num = num._replace(eps_init=pg.max_cost(a, b))
     s = _first_iteration(pg, a, b, g0, num, static)
     n_checks = static.max_iters // static.check_every
     body = lambda st: _block(pg, a, b, num, static, st)  # noqa: E731
@@ -456,6 +456,7 @@ def sinkhorn(
     dtype = geom.dtype
     a = val.check_weights("a", a, n, dtype)
     b = val.check_weights("b", b, m, dtype)
+    geom = with_weights_jit(geom, a, b)  # relative epsilon and centring under these weights
     val.check_tau("tau_a", tau_a)
     val.check_tau("tau_b", tau_b)
     val.check_nonnegative("tol", tol)

@@ -50,7 +50,7 @@ from ott_fast import _validation as val
 from ott_fast.entropic import driver
 from ott_fast.entropic import dual as _dual
 from ott_fast.entropic.sinkhorn import SinkhornOutput, initial_potential, warmup
-from ott_fast.geometry import DenseKernel, Geometry, PointCloud
+from ott_fast.geometry import DenseKernel, Geometry, PointCloud, with_weights_jit
 
 Array = jax.Array
 Geom = Geometry | PointCloud
@@ -186,7 +186,7 @@ def _sums(kern: DenseKernel, f: Array, g: Array, la: Array, lb: Array, inv: Arra
 
 
 def _dual_value(f: Array, g: Array, log_r: Array, a: Array, b: Array, eps: Array) -> Array:
-    return _dual.dual_value(f, g, a, b, jnp.sum(a * jnp.exp(log_r)), eps, 1.0, 1.0)
+    return _dual.dual_value(f, g, a, b, jnp.sum(_dual.mass_of(a, log_r)), eps, 1.0, 1.0)
 
 
 def _error(f: Array, g: Array, log_r: Array, log_c: Array, a: Array, b: Array, eps: Array) -> Array:
@@ -321,7 +321,7 @@ def _outer_step(
     inv = 1.0 / eps
     dtype = a.dtype
     log_q = kern.log_matrix(s.f * inv - s.log_r, s.g * inv + lb, inv)  # log(P / rowsum), finite for every row
-    r, c = a * jnp.exp(s.log_r), b * jnp.exp(s.log_c)
+    r, c = _dual.mass_of(a, s.log_r), _dual.mass_of(b, s.log_c)
     dx, dy, cg_k, kept = _newton_direction(log_q, r, c, a, b, s.err, num, static)
     df, dg = eps * dx, eps * dy
     slope = jnp.sum((a - r) * df) + jnp.sum((b - c) * dg)  # dD/dalpha at 0, > 0
@@ -332,7 +332,7 @@ def _outer_step(
     def trial(alpha: Array) -> tuple[Array, Array, Array, Array, Array]:
         f, g = s.f + alpha * df, s.g + alpha * dg
         lr, lc = _sums(kern, f, g, la, lb, inv)
-        gain = alpha * (jnp.sum(a * df) + jnp.sum(b * dg)) - eps * (jnp.sum(a * jnp.exp(lr)) - mass)
+        gain = alpha * (jnp.sum(a * df) + jnp.sum(b * dg)) - eps * (jnp.sum(_dual.mass_of(a, lr)) - mass)
         err = _error(f, g, lr, lc, a, b, eps)
         ok = jnp.isfinite(err) & jnp.isfinite(gain)
         ok &= (gain >= num.armijo * alpha * slope) | ((err <= 0.5 * s.err) & (gain >= -slack))
@@ -565,6 +565,7 @@ def sns(
     dtype = geom.dtype
     a = val.check_weights("a", a, n, dtype)
     b = val.check_weights("b", b, m, dtype)
+    geom = with_weights_jit(geom, a, b)  # relative epsilon and centring under these weights
     val.check_nonnegative("tol", tol)
     val.check_positive("epsilon", geom.epsilon)
     val.check_mass(a, b, dtype)

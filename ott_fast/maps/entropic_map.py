@@ -119,7 +119,8 @@ def entropic_map(
     """
     geom = PointCloud(x, y, cost=cost, epsilon=epsilon, relative_epsilon=relative_epsilon)
     out = sinkhorn(geom, a, b, **solver_kwargs)
-    return EntropicMap(geom.y, out.g, jnp.log(out.b), geom.epsilon, geom.cost, out.converged, geom.shift)
+    placed = out.geom  # the solve's geometry: its relative epsilon and centring are under a, b
+    return EntropicMap(placed.y, out.g, jnp.log(out.b), placed.epsilon, placed.cost, out.converged, placed.shift)
 
 
 # ---------------------------------------------------------------------------------------------- MLP

@@ -167,12 +167,13 @@ def monge_gap(
     geom = PointCloud(x, Tx, cost=cost, epsilon=epsilon, relative_epsilon=relative_epsilon)
     w = val.check_weights("a", a, x.shape[0], geom.dtype)
     w = w / jnp.sum(w)
+    geom = geom.with_weights(w, w)  # a relative epsilon under the weights (the schedule starts from it)
     if isinstance(schedule, str):
         if schedule != "auto":
             raise ValueError(f"schedule: expected 'auto', None or an EpsilonSchedule, got {schedule!r}.")
         schedule = EpsilonSchedule(init=20.0 * geom.epsilon, decay=0.7)
     out = sinkhorn(geom, w, w, schedule=schedule, **solver_kwargs)
-    displacement = jnp.sum(out.a * jax.vmap(geom.cost.cost)(geom.x, geom.y))
+    displacement = jnp.sum(_dual.weighted(out.a, jax.vmap(geom.cost.cost)(geom.x, geom.y)))
     ent = entropic_transport_cost(out)
     floor = geom.epsilon * _entropy(out.a)
     gap = jnp.where(out.converged, displacement - ent, jnp.nan)
