@@ -299,9 +299,11 @@ def _loop(static: _Static, pg: Kernel, a: Array, b: Array, g0: Array, num: _Nume
         num = num._replace(eps_init=pg.max_cost(a, b))
     s = _first_iteration(pg, a, b, g0, num, static)
     n_checks = static.max_iters // static.check_every
+    if static.implicit_diff:  # under vmap, only the members still going run a block (driver.while_loop)
+        return driver.while_loop(
+            lambda ops, st: _keep_going(st, n_checks), lambda ops, st: _block(*ops, static, st), (pg, a, b, num), s
+        )
     body = lambda st: _block(pg, a, b, num, static, st)  # noqa: E731
-    if static.implicit_diff:
-        return jax.lax.while_loop(lambda st: _keep_going(st, n_checks), body, s)
 
     # Unrolled: a scan that reverse-mode autodiff can go through; finished problems are frozen. Each step
     # (the check's cond included) is checkpointed, so the backward pass stores one state, O(n + m), per
