@@ -1,7 +1,8 @@
 """``python -m benchmarks [--quick] [--out out] [--suites ...]``: ott_fast vs OTT-JAX, POT and regot.
 
 Runs every suite by default: ``sinkhorn`` (this module), ``sns`` (``benchmarks/sns.py``), ``sliced``
-(``benchmarks/sliced.py``) and ``monge_gap`` (``benchmarks/monge_gap.py``); ``--suites device``
+(``benchmarks/sliced.py``), ``monge_gap`` (``benchmarks/monge_gap.py``) and ``batches`` (thousands of tiny
+problems, ``benchmarks/batches.py``); ``--suites device``
 (``benchmarks/device.py``, for one accelerator, against its roofline) runs only when named (its own
 flags, such as ``--matmul-tflops``, are passed on to it). Each prints its tables and writes its JSON and plots
 under ``<out>``. The Sinkhorn suite writes ``<out>/benchmarks.json`` and convergence plots
@@ -133,6 +134,7 @@ SUITES = {
     "sns": "benchmarks.sns",
     "sliced": "benchmarks.sliced",
     "monge_gap": "benchmarks.monge_gap",
+    "batches": "benchmarks.batches",
     "device": "benchmarks.device",
 }
 # The device suite is for an accelerator (its full sizes take hours on a CPU): it runs only when named.

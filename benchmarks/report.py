@@ -236,12 +236,43 @@ PLOTS = os.path.join(_ROOT, "docs", "_static", "benchmarks")  # where a full run
 PLOT_GLOBS = {s: f"{s}_*.png" for s in ("sinkhorn", "sns", "sliced", "monge_gap")}
 
 # Page section -> (suite, its JSON file, renderer). A renderer returning "" leaves its section as it was.
+def render_batches(data: dict[str, Any]) -> str:
+    meta = data.get("meta", {})
+    v = meta.get("versions", {})
+    lines = [
+        f"Measured by `python -m benchmarks.batches` ({meta.get('mode', '?')} mode) on {meta.get('cpu_count', '?')} "
+        f"CPU cores ({meta.get('machine', '?')}), JAX {v.get('jax', '?')}, OTT-JAX {v.get('ott-jax', '?')}, "
+        f"POT {v.get('pot', '?')}; tol {data['meta'].get('tol', '?')} on the L1 marginal error, rescored from each "
+        "final plan; seconds exclude compilation.",
+    ]
+    for case in data["cases"]:
+        ours = case["results"][0]
+        lines += [
+            "",
+            f"| {case['case']} | time [s] | ms / problem | iterations mean (max) | converged | max L1 error "
+            "| ott_fast vmap faster by |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for r in case["results"]:
+            lines.append(
+                f"| {r['solver']} | {r['seconds']:.3g} | {r['ms_per_problem']:.3g} | {r['iterations_mean']:.1f} "
+                f"({r['iterations_max']}) | {r['converged']} | {r['final_error_max']:.1e} "
+                f"| {r['ott_fast_vmap_speedup']:.1f}x |"
+            )
+        lines.append(
+            f"| *per mean iteration: our vmap {ours['ms_per_mean_iteration']:.3g} ms, one problem of the batch's "
+            f"total size {ours['total_size_ms_per_iteration']:.3g} ms* | | | | | | |"
+        )
+    return "\n".join(lines)
+
+
 SECTIONS: dict[str, tuple[str, str, Callable[[dict[str, Any]], str]]] = {
     "sinkhorn": ("sinkhorn", "benchmarks.json", render_sinkhorn),
     "sinkhorn-online": ("sinkhorn", "benchmarks.json", render_online),
     "sns": ("sns", "sns.json", render_sns),
     "sliced": ("sliced", "sliced.json", render_sliced),
     "monge_gap": ("monge_gap", "monge_gap.json", render_monge_gap),
+    "batches": ("batches", "batches.json", render_batches),
     "device": ("device", "device.json", render_device),
 }
 

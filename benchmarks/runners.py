@@ -20,7 +20,7 @@ import ott_fast as otf
 from benchmarks.problems import l1_marginal_error, sq_euclidean
 
 
-def _best_time(fn: Any, *args: Any, repeats: int) -> tuple[float, Any]:
+def best_time(fn: Any, *args: Any, repeats: int) -> tuple[float, Any]:
     out = jax.block_until_ready(fn(*args))  # compile (and warm up) outside the timing
     best = np.inf
     for _ in range(repeats):
@@ -70,7 +70,7 @@ def run_ott_fast(
         out = otf.sinkhorn(otf.PointCloud(x, y, epsilon=eps), tol=tol, max_iters=max_iters, **kwargs)
         return out.n_iters, out.errors, out.matrix, out.converged
 
-    secs, (it, errs, plan, conv) = _best_time(solve, jnp.asarray(x), jnp.asarray(y), repeats=repeats)
+    secs, (it, errs, plan, conv) = best_time(solve, jnp.asarray(x), jnp.asarray(y), repeats=repeats)
     errs = np.asarray(errs)
     k = np.isfinite(errs)
     check = (len(errs) and max_iters // len(errs)) or 1
@@ -97,7 +97,7 @@ def run_ott_jax(
         out = solver(linear_problem.LinearProblem(pointcloud.PointCloud(x, y, epsilon=eps)))
         return out.n_iters, out.errors, out.matrix, out.converged
 
-    secs, (it, errs, plan, conv) = _best_time(solve, jnp.asarray(x), jnp.asarray(y), repeats=repeats)
+    secs, (it, errs, plan, conv) = best_time(solve, jnp.asarray(x), jnp.asarray(y), repeats=repeats)
     errs = np.asarray(errs).reshape(-1)
     k = errs >= 0  # OTT-JAX marks unused trace slots with -1
     curve_it = (10 * (1 + np.arange(len(errs))))[k]
@@ -172,7 +172,7 @@ def run_batch(
         ("ott-jax vmap", jax.jit(jax.vmap(theirs))),
     )
     for name, fn in variants:
-        secs, (its, plans, conv) = _best_time(fn, jx, jy, je, repeats=repeats)
+        secs, (its, plans, conv) = best_time(fn, jx, jy, je, repeats=repeats)
         plans = np.asarray(plans)
         errs = [l1_marginal_error(p, a, b) for p in plans]
         results.append(

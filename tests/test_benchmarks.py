@@ -109,3 +109,22 @@ def test_quick_device_benchmark_measures_every_case_against_a_roofline(tmp_path,
                 )
     out = capsys.readouterr().out
     assert "roofline assumed: bandwidth 20 GB/s, exp 2 Gop/s, float32 matmul 0.1 TFLOP/s" in out
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_batches_benchmark_scores_every_solver_on_equal_and_ragged_batches():
+    from benchmarks import batches
+    from benchmarks import report as rep
+
+    equal = batches.run_case(12, (10, 10), 2, repeats=1)
+    ragged = batches.run_case(12, (6, 10), 3, repeats=1)
+    assert [r["solver"] for r in equal["results"]][-1].startswith("pot")
+    assert not any(r["solver"].startswith("pot") for r in ragged["results"])  # POT has no ragged batches
+    for case in (equal, ragged):
+        ours = case["results"][0]
+        assert ours["converged"] == 12 and ours["final_error_max"] <= batches.TOL
+        loops = [r for r in case["results"] if "loop" in r["solver"]]
+        # the vmap and the loops solve the same problems: the same iteration counts, up to float32 rounding
+        assert all(abs(r["iterations_mean"] - ours["iterations_mean"]) <= 1.0 for r in loops)
+    table = rep.render_batches({"meta": {"tol": batches.TOL}, "cases": [equal, ragged]})
+    assert table.count("| ott_fast vmap |") == 2 and "(padded)" in table
