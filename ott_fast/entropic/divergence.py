@@ -18,7 +18,7 @@ __all__ = ["sinkhorn_divergence"]
 
 # sinkhorn's options that are static (shapes of the loop, method choices); every other option is traced.
 _STATIC_OPTIONS = frozenset(
-    {"max_iters", "check_every", "acceleration", "implicit_diff", "cg_maxiter", "batching", "throw"}
+    {"max_iters", "check_every", "acceleration", "anderson_memory", "implicit_diff", "cg_maxiter", "batching", "throw"}
 )
 
 
