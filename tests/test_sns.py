@@ -58,20 +58,42 @@ def test_random_assignment_few_iterations_to_machine_accuracy(x64):
 
 
 def test_fallback_engages_on_degenerate_w1_and_converges(x64):
-    """1-D W1: the entropic plan is not sparse, Newton on a 1-entry-per-row Hessian stalls; the fallback's
-    Sinkhorn iterations finish the job at about Sinkhorn's own iteration count."""
+    """1-D W1: the entropic plan is not sparse, Newton on a 1-entry-per-row sparse Hessian stalls; the fallback's
+    Sinkhorn iterations finish the job at about Sinkhorn's own iteration count. (Plain Sinkhorn: over-relaxed
+    blocks restart their factor, raise the error, and let the next Newton steps count as fast while repairing
+    it, so the blocks do not grow; on W1 images that repair is what makes the early handover pay.)"""
     n = 64
     xs = np.linspace(0, 1, n)[:, None]
     rng = np.random.default_rng(0)
     a, b = rng.uniform(0.5, 1, n), rng.uniform(0.5, 1, n)
     a, b = a / a.sum(), b / b.sum()
     geom = otf.Geometry(np.abs(xs - xs.T), epsilon=0.02)
-    out = otf.sns(geom, a, b, tol=1e-9, sparsity=1, fallback_iters=10)
+    out = otf.sns(geom, a, b, tol=1e-9, hessian="sparse", sparsity=1, fallback_iters=10, acceleration="none")
     ref = otf.sinkhorn(geom, a, b, tol=1e-9, max_iters=20000, acceleration="none")
     assert bool(out.converged) and bool(ref.converged)
     assert int(out.newton.n_fallback) > 0
     assert int(out.n_iters) <= 1.25 * int(ref.n_iters) + 20
     np.testing.assert_allclose(float(out.reg_ot_cost), float(ref.reg_ot_cost), rtol=1e-7)
+
+
+def test_measured_handover_on_w1_images_matches_sinkhorn(x64):
+    """W1 between two 12 x 12 images (the benchmark's degenerate case, smaller): from the default 20-iteration
+    warm-up, Newton probes and Sinkhorn blocks alternate until Newton wins; the answer is Sinkhorn's."""
+    from benchmarks.sns import image_problem
+
+    cost, a, b = image_problem(1, side=12)
+    geom = otf.Geometry(cost, epsilon=1 / 1200)
+    out = otf.sns(geom, a, b, tol=1e-10)
+    ref = otf.sinkhorn(geom, a, b, tol=1e-10, max_iters=50000)
+    assert bool(out.converged) and bool(ref.converged)
+    assert int(out.newton.n_newton) >= 1
+    assert int(out.n_iters) < int(ref.n_iters) // 2  # Newton did most of the work
+    shift = jnp.mean(out.f - ref.f)
+    np.testing.assert_allclose(out.f - shift, ref.f, atol=1e-7)
+    np.testing.assert_allclose(out.g + shift, ref.g, atol=1e-7)
+    np.testing.assert_allclose(float(out.reg_ot_cost), float(ref.reg_ot_cost), rtol=1e-8)
+    plan = np.asarray(out.matrix)
+    assert np.abs(plan.sum(1) - a).sum() + np.abs(plan.sum(0) - b).sum() <= 1e-10
 
 
 def test_vmap_equals_loop(x64):
@@ -130,6 +152,7 @@ def test_gradients_equal_sinkhorns(x64):
         (dict(sparsity=0), "sparsity"),
         (dict(sinkhorn_iters=7), "multiple of check_every"),
         (dict(acceleration="fast"), "acceleration"),
+        (dict(hessian="dense"), "hessian"),
         (dict(newton_cost=0.0), "newton_cost"),
         (dict(tol=-1.0), "tol"),
     ],

@@ -400,21 +400,29 @@ def _adapt_relaxation(
     return jnp.where(diverging, 1.0, omega).astype(omega.dtype)
 
 
-def _keep_going(s: SinkhornState, n_checks: int) -> Array:
+def _keep_going(s: SinkhornState, n_checks: int | Array) -> Array:
     last = s.errors[jnp.maximum(s.k - 1, 0)]
     finite = (s.k == 0) | jnp.isfinite(last)
     return (s.k < n_checks) & ~s.converged & finite
 
 
-def _loop(static: _Static, pg: Kernel, a: Array, b: Array, g0: Array, num: _Numerics) -> SinkhornState:
-    """The first iteration, then blocks of ``check_every`` iterations until converged, capped or non-finite."""
+def _loop(
+    static: _Static, pg: Kernel, a: Array, b: Array, g0: Array, num: _Numerics, max_checks: Array | None = None
+) -> SinkhornState:
+    """The first iteration, then blocks of ``check_every`` iterations until converged, capped or non-finite
+    (``max_checks``: a traced cap on the blocks, below the static one)."""
     if num.eps_init is None:
         num = num._replace(eps_init=pg.max_cost(a, b))
     s = _first_iteration(pg, a, b, g0, num, static)
     n_checks = static.max_iters // static.check_every
+    if max_checks is not None:
+        n_checks = jnp.minimum(n_checks, max_checks)
     if static.implicit_diff:  # under vmap, only the members still going run a block (driver.while_loop)
         return driver.while_loop(
-            lambda ops, st: _keep_going(st, n_checks), lambda ops, st: _block(*ops, static, st), (pg, a, b, num), s
+            lambda ops, st: _keep_going(st, ops[-1]),
+            lambda ops, st: _block(*ops[:-1], static, st),
+            (pg, a, b, num, jnp.asarray(n_checks, jnp.int32)),
+            s,
         )
     body = lambda st: _block(pg, a, b, num, static, st)  # noqa: E731
 
@@ -427,7 +435,7 @@ def _loop(static: _Static, pg: Kernel, a: Array, b: Array, g0: Array, num: _Nume
     def step(st: SinkhornState, _: None) -> tuple[SinkhornState, None]:
         return jax.lax.cond(_keep_going(st, n_checks), body, lambda x: x, st), None
 
-    return jax.lax.scan(step, s, None, length=n_checks)[0]
+    return jax.lax.scan(step, s, None, length=static.max_iters // static.check_every)[0]
 
 
 def _run_single(static: _Static, geom: Geom, a: Array, b: Array, g0: Array, num: _Numerics) -> tuple:
@@ -441,7 +449,7 @@ def _run_single(static: _Static, geom: Geom, a: Array, b: Array, g0: Array, num:
 
 
 def warmup(
-    geom: Geom,
+    geom: Geom | Kernel,
     a: Array,
     b: Array,
     *,
@@ -450,14 +458,18 @@ def warmup(
     accelerate: bool = True,
     tol: Any = 0.0,
     g0: Array | None = None,
+    budget: Any = None,
 ) -> SinkhornState:
     """``iters`` balanced Sinkhorn iterations (fewer if ``tol`` is met) from ``g0``, returning the loop state:
-    the warm-up other solvers start from (SNS's), through the same loop as :func:`sinkhorn`.
+    the warm-up other solvers start from (SNS's, and its fallback blocks), through the same loop as
+    :func:`sinkhorn`.
 
     Args:
-        geom: the geometry.  a, b: ``[n]``, ``[m]`` weights.  iters: a multiple of ``check_every`` (static).
-        check_every: iterations per check (static).  accelerate: adaptive over-relaxation (static).
-        tol: stop early once the running error is ``<= tol`` (0: run all ``iters``).  g0: ``[m]`` start.
+        geom: the geometry, or its :class:`~ott_fast.geometry.Kernel`.  a, b: ``[n]``, ``[m]`` weights.
+        iters: a multiple of ``check_every`` (static).  check_every: iterations per check (static).
+        accelerate: adaptive over-relaxation (static).  tol: stop early once the running error is ``<= tol``
+        (0: run all ``iters``).  g0: ``[m]`` start.  budget: a traced cap on the iterations after the first
+        (at most ``iters``, rounded down to whole checks): blocks of varying length without recompiling.
 
     Example:
         >>> import jax, ott_fast as otf
@@ -471,7 +483,9 @@ def warmup(
     num = _Numerics(jnp.asarray(tol, dtype), one, one, jnp.zeros((), dtype), one, jnp.asarray(1.9, dtype))
     static = _Static(iters, check_every, accelerate, True, 0, "parallel")
     g0 = jnp.zeros((geom.shape[1],), dtype) if g0 is None else g0
-    return _loop(static, geom.kernel(), a, b, g0, num)
+    kern = geom if isinstance(geom, Kernel) else geom.kernel()
+    max_checks = None if budget is None else jnp.asarray(budget, jnp.int32) // check_every
+    return _loop(static, kern, a, b, g0, num, max_checks)
 
 
 def _num_cotangent(num: _Numerics, g_ta: Array, g_tb: Array) -> _Numerics:
