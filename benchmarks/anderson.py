@@ -17,9 +17,7 @@ minute. Times are best of ``repeats``, compilation excluded; iteration counts ar
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
+import time
 from typing import Any
 
 import jax
@@ -27,8 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import ott_fast as otf
-from benchmarks import problems, sns
-from benchmarks.runners import _best_time
+from benchmarks import cli, problems, sns
+from benchmarks.runners import best_time
 
 ACCELERATIONS = ("none", "adaptive", "anderson")
 
@@ -58,7 +56,7 @@ def solve_rows(problem: str, make_geom: Any, args: tuple, tol: float, max_iters:
             out = otf.sinkhorn(geom, *w, tol=tol, max_iters=max_iters, check_every=check, acceleration=acc)
             return out.n_iters, out.converged, out.error
 
-        secs, (it, conv, err) = _best_time(solve, *args, repeats=repeats)
+        secs, (it, conv, err) = best_time(solve, *args, repeats=repeats)
         rows.append(_row(problem, acc, secs, it, conv, err))
     return rows
 
@@ -89,7 +87,7 @@ def batch_rows(batch: int, repeats: int, n: int = 64, d: int = 2) -> list:
             out = otf.sinkhorn(geom, tol=1e-3, acceleration=acc)
             return out.n_iters, out.converged, out.error
 
-        secs, (it, conv, err) = _best_time(jax.jit(jax.vmap(one)), jnp.asarray(xs), jnp.asarray(ys), repeats=repeats)
+        secs, (it, conv, err) = best_time(jax.jit(jax.vmap(one)), jnp.asarray(xs), jnp.asarray(ys), repeats=repeats)
         rows.append(_row(f"vmap batch {batch}, n=m={n}, d={d}", acc, secs, it, conv, err))
     return rows
 
@@ -109,11 +107,9 @@ def print_rows(rows: list, header: bool = False) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.anderson", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes (about a minute)")
-    parser.add_argument("--out", default="out")
-    args = parser.parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
+    args = cli.parser("python -m benchmarks.anderson", __doc__, "small sizes (about a minute)", progress=False)
+    args = args.parse_args(argv)
+    t0 = time.time()
     if args.quick:
         sizes, assignment, images, batch, repeats, sns_cap = (300,), (100,), False, 256, 1, 5000
     else:
@@ -132,8 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         print_rows(rows[-3:])
     rows += batch_rows(batch, repeats)
     print_rows(rows[-3:])
-    with open(os.path.join(args.out, "anderson.json"), "w") as fh:
-        json.dump({"mode": "quick" if args.quick else "full", "rows": rows}, fh, indent=1)
+    print("wrote", cli.write_record(args.out, "anderson.json", {"meta": cli.run_meta(args.quick, t0), "rows": rows}))
     return 0
 
 

@@ -25,10 +25,6 @@ total size (``n = m = sqrt(B) n_max``) per iteration: the batched loop's target.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import sys
 import time
 from typing import Any
@@ -38,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import ott_fast as otf
+from benchmarks import cli
 from benchmarks.problems import l1_marginal_error
 from benchmarks.runners import best_time
 
@@ -207,12 +204,8 @@ def print_case(case: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.batches", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="256 problems, two cases (smoke test, < 1 minute)")
-    parser.add_argument("--out", default="out", help="output folder")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="(no progress bar here)")
-    args = parser.parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
+    args = cli.parser("python -m benchmarks.batches", __doc__, "256 problems, two cases (smoke test, < 1 minute)")
+    args = args.parse_args(argv)
     t0 = time.time()
     if args.quick:
         batch, repeats, cases = 256, 1, [((32, 32), 2), ((16, 48), 4)]
@@ -223,21 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     for sizes, d in cases:
         results.append(run_case(batch, sizes, d, repeats))
         print_case(results[-1])
-    import ot
-    import ott
-
-    meta = {
-        "mode": "quick" if args.quick else "full",
-        "machine": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "jax_backend": jax.default_backend(),
-        "versions": {"jax": jax.__version__, "ott-jax": ott.__version__, "pot": ot.__version__},
-        "tol": TOL,
-        "wall_seconds": time.time() - t0,
-    }
-    path = os.path.join(args.out, "batches.json")
-    with open(path, "w") as fh:
-        json.dump({"meta": meta, "cases": results}, fh, indent=1)
+    path = cli.write_record(args.out, "batches.json", {"meta": cli.run_meta(args.quick, t0, tol=TOL), "cases": results})
     print(f"\nwrote {path}")
     return 0
 

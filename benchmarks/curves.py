@@ -18,7 +18,7 @@ import numpy as np
 import ott_fast as otf
 from benchmarks.problems import l1_marginal_error
 from ott_fast.entropic import dual as _dual_module
-from ott_fast.trace import Curve, _best_time, _weights
+from ott_fast.trace import Curve, _weights, best_time
 
 Geom = otf.Geometry | otf.PointCloud
 
@@ -83,7 +83,7 @@ def ott_jax_curve(
         return out.f, out.g, out.errors, out.n_iters
 
     c = jnp.asarray(geom.cost_matrix)
-    secs, (f, g, errs, it) = _best_time(lambda: solve(c, geom.epsilon, a, b), repeats)
+    secs, (f, g, errs, it) = best_time(lambda: solve(c, geom.epsilon, a, b), repeats)
     errs = np.asarray(errs).reshape(-1)
     keep = errs >= 0  # OTT-JAX marks unused slots with -1
     its = (inner_iterations * (1 + np.arange(errs.shape[0])))[keep].astype(float)

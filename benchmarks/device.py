@@ -26,8 +26,6 @@ assumes, and reports no fraction for a device it knows no figures for. Work per 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 from typing import Any
 
@@ -36,8 +34,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import ott_fast as otf
+from benchmarks import cli
 from benchmarks.problems import gaussian_clouds
-from benchmarks.sliced import _best  # one best-of-n timer for the suites
+from ott_fast.trace import best_time
 
 # device name substring -> (memory bandwidth GB/s, exp Gop/s, float32 matmul TFLOP/s, without tensor cores)
 ROOFLINES: dict[str, tuple[float, float, float]] = {
@@ -71,7 +70,7 @@ def _bound(roof: dict[str, Any] | None, exps: float = 0.0, flops: float = 0.0, n
 def _rate(make: Any, budgets: tuple[int, int], repeats: int, work: float = 1.0) -> dict[str, Any]:
     """Units of ``work`` per second from the timing difference of two budgets; an error is recorded, not raised."""
     try:
-        t1, t2 = (_best(make(k), repeats) for k in budgets)
+        t1, t2 = (best_time(make(k), repeats)[0] for k in budgets)
     except Exception as err:  # noqa: BLE001  (a peer library failing on this JAX is a result, not a crash)
         return {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"}
     if t2 <= t1:
@@ -160,7 +159,7 @@ def sliced_case(n: int, n_dirs: int, repeats: int, roof: dict | None) -> dict[st
     rows = {}
     for name, fn in (("ott_fast", ours), ("ott-jax", theirs)):
         try:
-            secs = _best(lambda fn=fn: fn(key, x, y), repeats)
+            secs = best_time(lambda fn=fn: fn(key, x, y), repeats)[0]
             rows[name] = {"seconds_per_unit": secs / work, "per_second": work / secs}
         except Exception as err:  # noqa: BLE001
             rows[name] = {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"}
@@ -196,14 +195,11 @@ def print_case(case: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks --suites device", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes (CPU smoke test)")
-    parser.add_argument("--out", default="out")
+    parser = cli.parser("python -m benchmarks --suites device", __doc__, "small sizes (CPU smoke test)", progress=False)
     parser.add_argument("--bandwidth-gbs", type=float, default=None, help="device memory bandwidth, GB/s")
     parser.add_argument("--exp-gops", type=float, default=None, help="device exp throughput, Gop/s")
     parser.add_argument("--matmul-tflops", type=float, default=None, help="device float32 matmul rate, TFLOP/s")
     args = parser.parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
     dev = jax.devices()[0]
     kind = f"{dev.platform}: {dev.device_kind}"
     roof = roofline(dev.device_kind, args)
@@ -235,16 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("ott_fast", "ott-jax", "ott-jax dense"):
             if name in case:
                 case[name]["fraction_of_roofline"] = _fraction(case, case[name])
-    import ott
-
-    meta = {
-        "mode": "quick" if args.quick else "full",
-        "device": kind,
-        "roofline": roof,
-        "versions": {"jax": jax.__version__, "ott-jax": ott.__version__},
-        "wall_seconds": time.time() - t0,
-    }
-    with open(os.path.join(args.out, "device.json"), "w") as fh:
-        json.dump({"meta": meta, "cases": cases}, fh, indent=1)
-    print(f"\nwrote {os.path.join(args.out, 'device.json')} ({meta['wall_seconds']:.0f} s)")
+    meta = cli.run_meta(args.quick, t0, device=kind, roofline=roof)
+    path = cli.write_record(args.out, "device.json", {"meta": meta, "cases": cases})
+    print(f"\nwrote {path} ({meta['wall_seconds']:.0f} s)")
     return 0

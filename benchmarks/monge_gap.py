@@ -23,10 +23,7 @@ with compilation excluded (the first chunk / first step is not timed).
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
 import sys
 import time
 from typing import Any
@@ -38,6 +35,7 @@ import optax
 import scipy.linalg as sl
 
 import ott_fast as otf
+from benchmarks import cli
 from ott_fast import costs
 from ott_fast._progress import progress_bar
 
@@ -370,13 +368,9 @@ def plot(cases: list[dict[str, Any]], out: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.monge_gap", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny budgets (smoke test, < 1 minute)")
-    parser.add_argument("--out", default="out", help="output folder")
+    parser = cli.parser("python -m benchmarks.monge_gap", __doc__, "tiny budgets (smoke test, < 1 minute)")
     parser.add_argument("--no-ott", action="store_true", help="skip OTT-JAX's MongeGapEstimator")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     args = parser.parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
     t0 = time.time()
     if args.quick:
         probs = [gaussian_problem(2), mahalanobis_problem(2)]
@@ -390,21 +384,10 @@ def main(argv: list[str] | None = None) -> int:
     for prob in progress_bar(probs, desc="monge_gap", unit="problem", progress=args.progress):
         cases.append(run_case(prob, n_steps, n_test, n_ent, chunk, with_ott=not args.no_ott))
         print_case(cases[-1])
-    import ott
-
-    meta = {
-        "mode": "quick" if args.quick else "full",
-        "machine": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "jax_backend": jax.default_backend(),
-        "versions": {"jax": jax.__version__, "ott-jax": ott.__version__, "python": sys.version.split()[0]},
-        "epsilon": f"{EPS_REL} x mean cost (relative_epsilon='mean')",
-        "wall_seconds": time.time() - t0,
-    }
-    with open(os.path.join(args.out, "monge_gap.json"), "w") as fh:
-        json.dump({"meta": meta, "cases": cases}, fh, indent=1)
+    meta = cli.run_meta(args.quick, t0, epsilon=f"{EPS_REL} x mean cost (relative_epsilon='mean')")
+    path = cli.write_record(args.out, "monge_gap.json", {"meta": meta, "cases": cases})
     paths = plot(cases, args.out)
-    print(f"\nwrote {os.path.join(args.out, 'monge_gap.json')}" + "".join(f", {p}" for p in paths))
+    print(f"\nwrote {path}" + "".join(f", {p}" for p in paths))
     return 0
 
 

@@ -238,12 +238,9 @@ PLOT_GLOBS = {s: f"{s}_*.png" for s in ("sinkhorn", "sns", "sliced", "monge_gap"
 # Page section -> (suite, its JSON file, renderer). A renderer returning "" leaves its section as it was.
 def render_batches(data: dict[str, Any]) -> str:
     meta = data.get("meta", {})
-    v = meta.get("versions", {})
     lines = [
-        f"Measured by `python -m benchmarks.batches` ({meta.get('mode', '?')} mode) on {meta.get('cpu_count', '?')} "
-        f"CPU cores ({meta.get('machine', '?')}), JAX {v.get('jax', '?')}, OTT-JAX {v.get('ott-jax', '?')}, "
-        f"POT {v.get('pot', '?')}; tol {data['meta'].get('tol', '?')} on the L1 marginal error, rescored from each "
-        "final plan; seconds exclude compilation.",
+        f"Measured by `python -m benchmarks.batches` ({_machine(meta)}); tol {meta.get('tol', '?')} on the L1 "
+        "marginal error, rescored from each final plan; seconds exclude compilation.",
     ]
     for case in data["cases"]:
         ours = case["results"][0]

@@ -22,8 +22,6 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import time
 from typing import Any
@@ -33,7 +31,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import ott_fast as otf
+from benchmarks import cli
 from ott_fast._progress import progress_bar
+from ott_fast.trace import best_time
 
 ESTIMATORS = {  # name -> (directions, estimator)
     "mc": ("mc", "mc"),
@@ -198,15 +198,13 @@ def print_flow(case: dict[str, Any]) -> None:
 
 
 def _best(fn: Any, repeats: int, warmup: bool = True) -> float:
-    """Best wall time of ``repeats`` calls; JAX callables run once before (compilation excluded)."""
+    """Best wall time of ``repeats`` calls after an untimed one (compilation excluded); without ``warmup``, the
+    time of one call (POT's slow NumPy loop, which compiles nothing)."""
     if warmup:
-        jax.block_until_ready(fn())
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        best = min(best, time.perf_counter() - t0)
-    return best
+        return best_time(fn, repeats)[0]
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def throughput_single(n: int, n_dirs: int, repeats: int) -> dict[str, Any]:
@@ -326,12 +324,7 @@ def plot(acc: list[dict[str, Any]], flow: dict[str, Any], out: str) -> list[str]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.sliced", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes (smoke test, < 1 minute)")
-    parser.add_argument("--out", default="out", help="output folder for sliced.json and the plots")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    args = parser.parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
+    args = cli.parser("python -m benchmarks.sliced", __doc__, "small sizes (smoke test, < 1 minute)").parse_args(argv)
     t0 = time.time()
     if args.quick:
         ls, k, n_ref, n_pts = [10, 100], 16, 20_000, 200
@@ -361,21 +354,11 @@ def main(argv: list[str] | None = None) -> int:
             thr.append(run(*args_, repeats))
             print_throughput(thr[-1])
             bar.update()
-    import ot
-    import ott
-
-    meta = {
-        "mode": "quick" if args.quick else "full",
-        "cpu_count": os.cpu_count(),
-        "jax_backend": jax.default_backend(),
-        "versions": {"jax": jax.__version__, "ott-jax": ott.__version__, "pot": ot.__version__},
-        "wall_seconds": time.time() - t0,
-    }
-    with open(os.path.join(args.out, "sliced.json"), "w") as fh:
-        json.dump({"meta": meta, "accuracy": acc, "flow": flow, "throughput": thr}, fh, indent=1)
+    record = {"meta": cli.run_meta(args.quick, t0), "accuracy": acc, "flow": flow, "throughput": thr}
+    path = cli.write_record(args.out, "sliced.json", record)
     paths = plot(acc, flow, args.out)
     print(
-        f"\nwrote {os.path.join(args.out, 'sliced.json')}"
+        f"\nwrote {path}"
         + "".join(f", {p}" for p in paths)
         + f" ({time.time() - t0:.0f} s)"
     )

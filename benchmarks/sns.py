@@ -27,7 +27,6 @@ error only: its curve is that error; its gap is measured at the final point.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from typing import Any
@@ -37,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import ott_fast as otf
+from benchmarks import cli
 from benchmarks.problems import l1_marginal_error
 from ott_fast._progress import progress_bar
 
@@ -384,14 +384,11 @@ def plot(cases: list[dict[str, Any]], out: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.sns", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one small problem, no references (smoke test)")
-    parser.add_argument("--out", default="out")
+    parser = cli.parser("python -m benchmarks.sns", __doc__, "one small problem, no references (smoke test)")
     parser.add_argument("--no-ott-jax", action="store_true")
     parser.add_argument("--no-regot", action="store_true")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     args = parser.parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
+    t0 = time.time()
     cfg = {
         "repeats": 3,
         "repeats_slow": 1,
@@ -403,8 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     with jax.enable_x64(True):  # machine accuracy needs float64 (scoped: importers keep their setting)
         cases = _run_all(args, cfg)
-    with open(os.path.join(args.out, "sns.json"), "w") as fh:
-        json.dump({"eta": ETA, "tol": TOL, "cases": cases}, fh, indent=1)
+    record = {"meta": cli.run_meta(args.quick, t0), "eta": ETA, "tol": TOL, "cases": cases}
+    cli.write_record(args.out, "sns.json", record)
     for p in plot(cases, args.out):
         print("wrote", p)
     return 0
