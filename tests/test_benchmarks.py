@@ -1,8 +1,10 @@
 """The benchmark harness runs end to end (quick mode) and scores every library with the same error."""
 
+import importlib
 import json
 import os
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -128,3 +130,15 @@ def test_batches_benchmark_scores_every_solver_on_equal_and_ragged_batches():
         assert all(abs(r["iterations_mean"] - ours["iterations_mean"]) <= 1.0 for r in loops)
     table = rep.render_batches({"meta": {"tol": batches.TOL}, "cases": [equal, ragged]})
     assert table.count("| ott_fast vmap |") == 2 and "(padded)" in table
+
+
+@pytest.mark.parametrize(
+    "name", sorted(p.stem for p in (Path(__file__).parents[1] / "benchmarks").glob("*.py") if p.stem != "__init__")
+)
+def test_every_benchmark_module_imports_and_parses_its_arguments(name):
+    """Suites not run by the tests (full-size only) still import, and their ``--help`` works."""
+    mod = importlib.import_module(f"benchmarks.{name}")
+    if hasattr(mod, "main") and name != "__main__":
+        with pytest.raises(SystemExit) as exit_:
+            mod.main(["--help"])
+        assert exit_.value.code == 0
