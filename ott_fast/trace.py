@@ -39,7 +39,7 @@ from ott_fast.geometry import Geometry, PointCloud
 
 Geom = Geometry | PointCloud
 
-__all__ = ["Curve", "sinkhorn_curve", "sns_curve", "with_gaps", "plot"]
+__all__ = ["Curve", "sinkhorn_curve", "sns_curve", "with_gaps", "plot", "best_time"]
 
 
 class Curve(NamedTuple):
