@@ -78,6 +78,13 @@ def best_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
     The untimed call compiles (and warms caches), so the seconds are those of a solve, never of its
     compilation; every call is waited on with ``jax.block_until_ready`` (JAX dispatches asynchronously).
 
+    Args:
+        fn: a function of no arguments returning a pytree of arrays (e.g. a jitted solve's outputs).
+        repeats: the number of timed calls (at least 1).
+
+    Returns:
+        ``(seconds, output)``: the best wall time in seconds (a float) and the last call's output.
+
     Example:
         >>> import jax.numpy as jnp
         >>> from ott_fast.trace import best_time
