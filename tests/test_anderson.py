@@ -159,3 +159,21 @@ def test_memory_one_and_ten_converge_faster_than_plain(x64):
     for k in (1, 10):
         out = otf.sinkhorn(geom, tol=1e-5, max_iters=5000, acceleration="anderson", anderson_memory=k)
         assert bool(out.converged) and int(out.n_iters) < plain
+
+
+def test_w1_images_never_overflow_and_converge(x64):
+    """W1 between two 12 x 12 images at eps = 1/1200: the first mixes overshoot so far that the plan's
+    marginals overflow; such an extrapolation is replaced by the plain step before any check sees it (it
+    used to stop the solve with an infinite error, or end it unconverged with NaN potentials)."""
+    from benchmarks.sns import image_problem
+
+    cost, a, b = image_problem(1, side=12)
+    geom = otf.Geometry(cost, epsilon=1 / 1200)
+    ref = otf.sinkhorn(geom, a, b, tol=1e-10, max_iters=50000)
+    for check_every in (1, 50):
+        out = otf.sinkhorn(
+            geom, a, b, tol=1e-10, max_iters=50000, acceleration="anderson", check_every=check_every
+        )
+        errors = np.asarray(out.errors)[: (int(out.n_iters) - 1) // check_every]  # the checks run
+        assert bool(out.converged) and np.all(np.isfinite(errors)), check_every
+        np.testing.assert_allclose(float(out.reg_ot_cost), float(ref.reg_ot_cost), rtol=1e-8)

@@ -277,7 +277,9 @@ def _anderson_iteration(
        back to the plain step ``T`` of that iterate (one extra row sweep, only then) and clear the history.
     2. A plain iteration ``y = T(g)``; the pair ``(g, y - g)`` joins the history.
     3. The next iterate mixes the last ``k`` steps: ``y - (dX + dR) gamma``, ``gamma`` the Tikhonov-
-       regularised least-squares fit of the residual by its differences (a ``k x k`` solve). Row sweep there.
+       regularised least-squares fit of the residual by its differences (a ``k x k`` solve). Row sweep there;
+       an extrapolation whose marginals overflow is replaced by ``y`` at once (one more row sweep, only then).
+    The dual's rounding slack is scaled by the last iterate that passed, not by a possibly wild current one.
     While epsilon still decays the steps are plain and the history stays empty.
     """
     h = s.anderson
@@ -293,9 +295,10 @@ def _anderson_iteration(
         return _dual.dual_value(f1, g, a, b, mass, eps, num.tau_a, num.tau_b)
 
     d = dual_at(s.f, s.g, s.log_r)
+    g_safe = jnp.where(h.has_last, h.x_last, s.g)  # the last iterate that passed (the current g may not)
     scale = (
         jnp.sum(jnp.abs(_dual.weighted(a, s.f)))
-        + jnp.sum(jnp.abs(_dual.weighted(b, s.g)))
+        + jnp.sum(jnp.abs(_dual.weighted(b, g_safe)))
         + eps * jnp.sum(a) * jnp.sum(b)
     )
     slack = 16 * jnp.finfo(dtype).eps * scale  # rounding of D: near the optimum steps change it below that
@@ -323,9 +326,17 @@ def _anderson_iteration(
     use = on & (count > 0) & jnp.all(jnp.isfinite(g_aa))
     g_new = jnp.where(use, g_aa, y)
 
-    log_c = lc + (g_new - g) * inv  # column sums at the new g, in closed form
     inv_n = 1.0 / eps_next
     log_r = geom.row_lse(f * inv_n, g_new * inv_n + lb, inv_n)
+    log_c = lc + (g_new - g) * inv  # column sums at the new g, in closed form
+    # An extrapolation whose marginals overflow is never handed on (a check may come before the safeguard
+    # sees it; W1 between images at eps = 1/1200 overshoots that far on the first mixes): plain step instead.
+    mass_r, mass_c = jnp.sum(_dual.mass_of(a, log_r)), jnp.sum(_dual.mass_of(b, log_c))
+    blown = use & ~(jnp.isfinite(mass_r) & jnp.isfinite(mass_c))
+    log_r = jax.lax.cond(blown, lambda: geom.row_lse(f * inv_n, y * inv_n + lb, inv_n), lambda: log_r)
+    use = use & ~blown
+    g_new = jnp.where(use, g_aa, y)
+    log_c = lc + (g_new - g) * inv
     d_prev = jnp.where(on, d, -jnp.inf).astype(dtype)
     h = _Anderson(dx, dr, count, g, r, on, y, d_prev, use)
     return s._replace(f=f, g=g_new, log_r=log_r, log_c=log_c, it=s.it + 1, anderson=h)
