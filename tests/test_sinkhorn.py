@@ -216,7 +216,7 @@ def test_implicit_and_unrolled_gradients_agree(x64):
 
 def test_adaptive_relaxation_never_diverges_and_helps():
     rng = np.random.default_rng(11)
-    for d, rel in [(2, 0.005), (3, 0.01), (16, 0.01), (64, 0.01), (64, 0.002), (8, 0.1)]:
+    for d, rel in [(2, 0.005), (64, 0.002), (8, 0.1)]:  # the hardest in low and high d, and an easy one
         x = rng.normal(size=(300, d)).astype(np.float32)
         y = (rng.normal(size=(300, d)) * 0.7 + 0.5).astype(np.float32)
         geom = otf.PointCloud(x, y, epsilon=rel, relative_epsilon="mean")
