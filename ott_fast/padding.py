@@ -32,6 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ott_fast import _validation as val
+
 Array = jax.Array
 
 __all__ = ["pad", "unpad", "Padded"]
@@ -94,12 +96,9 @@ def pad(
     """
     if isinstance(clouds, (np.ndarray, jax.Array)) or not len(clouds):
         raise TypeError("clouds: expected a non-empty sequence of [n_i, d] arrays (a list of point clouds).")
+    for i, c in enumerate(clouds):
+        val.check_points(f"clouds[{i}]", c)
     arrays = [np.asarray(c) for c in clouds]
-    for i, c in enumerate(arrays):
-        if c.ndim != 2 or c.shape[0] == 0 or c.shape[1] == 0:
-            raise ValueError(f"clouds[{i}]: expected a non-empty [n, d] array, got shape {c.shape}.")
-        if not np.issubdtype(c.dtype, np.floating):
-            raise TypeError(f"clouds[{i}]: expected floating points, got dtype {c.dtype}.")
     dims = {c.shape[1] for c in arrays}
     if len(dims) != 1:
         raise ValueError(f"clouds: every cloud needs the same dimension d, got {sorted(dims)}.")
@@ -117,12 +116,8 @@ def pad(
     else:
         if len(weights) != len(arrays):
             raise ValueError(f"weights: expected {len(arrays)} arrays (one per cloud), got {len(weights)}.")
-        ws = [np.asarray(w) for w in weights]
-        for i, (w, n) in enumerate(zip(ws, sizes, strict=True)):
-            if w.shape != (n,):
-                raise ValueError(f"weights[{i}]: expected shape ({n},) to match clouds[{i}], got {w.shape}.")
-            if not np.all(np.isfinite(w)) or np.any(w < 0):
-                raise ValueError(f"weights[{i}]: weights must be finite and non-negative.")
+        pairs = enumerate(zip(weights, sizes, strict=True))
+        ws = [np.asarray(val.check_weights(f"weights[{i}]", w, n, dtype)) for i, (w, n) in pairs]
     points = np.stack([np.concatenate([c, np.repeat(c[:1], size - c.shape[0], 0)]) for c in arrays])
     wts = np.stack([np.concatenate([w, np.zeros(size - w.shape[0])]) for w in ws])
     return Padded(jnp.asarray(points, dtype), jnp.asarray(wts, dtype), sizes)

@@ -323,20 +323,19 @@ def _anderson_iteration(
     count = jnp.where(keep, jnp.minimum(h.count + push.astype(jnp.int32), k), 0)
     gamma = _anderson_weights(dr, r, count)
     g_aa = y - jnp.matmul(gamma, dx + dr, precision=_dual.HIGHEST)
-    use = on & (count > 0) & jnp.all(jnp.isfinite(g_aa))
-    g_new = jnp.where(use, g_aa, y)
-
     inv_n = 1.0 / eps_next
-    log_r = geom.row_lse(f * inv_n, g_new * inv_n + lb, inv_n)
-    log_c = lc + (g_new - g) * inv  # column sums at the new g, in closed form
-    # An extrapolation whose marginals overflow is never handed on (a check may come before the safeguard
-    # sees it; W1 between images at eps = 1/1200 overshoots that far on the first mixes): plain step instead.
-    mass_r, mass_c = jnp.sum(_dual.mass_of(a, log_r)), jnp.sum(_dual.mass_of(b, log_c))
-    blown = use & ~(jnp.isfinite(mass_r) & jnp.isfinite(mass_c))
-    log_r = jax.lax.cond(blown, lambda: geom.row_lse(f * inv_n, y * inv_n + lb, inv_n), lambda: log_r)
+
+    def at(g_new: Array) -> tuple[Array, Array, Array]:  # g_new with its row sweep and closed-form column sums
+        return g_new, geom.row_lse(f * inv_n, g_new * inv_n + lb, inv_n), lc + (g_new - g) * inv
+
+    use = on & (count > 0)
+    g_new, log_r, log_c = at(jnp.where(use, g_aa, y))
+    # An extrapolation whose marginals overflow (or are NaN) is never handed on (a check may come before the
+    # safeguard sees it; W1 between images at eps = 1/1200 overshoots that far on the first mixes): plain step.
+    finite = jnp.isfinite(jnp.sum(_dual.mass_of(a, log_r)) + jnp.sum(_dual.mass_of(b, log_c)))
+    blown = use & ~finite
+    g_new, log_r, log_c = jax.lax.cond(blown, lambda: at(y), lambda: (g_new, log_r, log_c))
     use = use & ~blown
-    g_new = jnp.where(use, g_aa, y)
-    log_c = lc + (g_new - g) * inv
     d_prev = jnp.where(on, d, -jnp.inf).astype(dtype)
     h = _Anderson(dx, dr, count, g, r, on, y, d_prev, use)
     return s._replace(f=f, g=g_new, log_r=log_r, log_c=log_c, it=s.it + 1, anderson=h)
