@@ -5,8 +5,9 @@ problems (``B = 4096`` in the full mode) of two Gaussian clouds, solved to an L1
 final plan is rescored with the same formula) at one absolute epsilon, ``0.05 x`` the batch's mean squared
 Euclidean cost, given identically to every solver:
 
-- ``ott_fast vmap``: one ``jax.jit(jax.vmap(...))`` of :func:`ott_fast.sinkhorn` (``batching="parallel"``: one
-  batched loop, in which only the problems still going run an iteration);
+- ``ott_fast vmap``: one ``jax.jit(jax.vmap(...))`` of :func:`ott_fast.sinkhorn` (``batching="parallel"``:
+  batched loops in which only the problems still going run a block, over cache-sized chunks of the batch on
+  CPU);
 - ``ott_fast loop (eager)``: a Python loop of ``otf.sinkhorn(otf.PointCloud(x_i, y_i, ...), a_i, b_i)`` calls
   on host arrays, as a user writes it without ``vmap``; ``ott_fast loop (jitted)``: the same loop over one
   jitted solve;

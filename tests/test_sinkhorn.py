@@ -8,6 +8,7 @@ import pytest
 from conftest import random_problem, sq_cost
 
 import ott_fast as otf
+from ott_fast.entropic import driver
 from ott_fast.entropic.sinkhorn import _STOP_MARGIN
 
 
@@ -147,6 +148,40 @@ def test_vmap_equals_loop_and_freezes_finished_problems(x64, batching):
     assert len(set(int(z[2]) for z in loop)) > 1
     for i, single in enumerate(loop):
         for got, want in zip(batched, single):
+            np.testing.assert_allclose(got[i], want, rtol=1e-12, atol=1e-13)
+
+
+def test_in_chunks_equals_a_plain_vmap():
+    """Uneven batches are topped up, unbatched arguments pass through, pytrees and nested vmaps work."""
+    fn = lambda x, t: {"y": x * t["k"] + jnp.sum(x), "n": jnp.sum(x)}  # noqa: E731
+    chunked = driver.in_chunks(fn, members=8)  # 11 members: two chunks of 6, topped up with one copy
+    x, t = jnp.arange(33.0).reshape(11, 3), {"k": jnp.float32(2.0)}
+    want, got = jax.vmap(fn, in_axes=(0, None))(x, t), jax.vmap(chunked, in_axes=(0, None))(x, t)
+    jax.tree.map(np.testing.assert_array_equal, got, want)
+    xs = jnp.arange(66.0).reshape(2, 11, 3)
+    nested = jax.vmap(jax.vmap(chunked, in_axes=(0, None)), in_axes=(0, None))(xs, t)
+    jax.tree.map(np.testing.assert_array_equal, nested, jax.vmap(jax.vmap(fn, in_axes=(0, None)), in_axes=(0, None))(xs, t))
+
+
+def test_vmap_in_cache_sized_chunks_equals_loop(x64):
+    """19 problems of 256 x 256: two chunks of 10 on CPU (the second topped up with a copy of member 0)."""
+    n, size = 256, 19
+    assert driver.batched_mode("parallel", (n, n)) == ("chunked" if jax.default_backend() == "cpu" else "whole")
+    assert driver.chunk_members((n, n)) < size
+    rng = np.random.default_rng(5)
+    xs, ys = rng.normal(size=(size, n, 2)), rng.normal(size=(size, n, 2)) + 0.5
+    eps = np.geomspace(0.05, 1.0, size)  # different iteration counts
+
+    def solve(x, y, e):
+        out = otf.sinkhorn(otf.PointCloud(x, y, epsilon=e), tol=1e-6, batching="parallel")
+        return out.f, out.n_iters, out.converged, out.reg_ot_cost
+
+    batched = jax.jit(jax.vmap(solve))(xs, ys, eps)
+    single = jax.jit(solve)
+    loop = [single(*z) for z in zip(xs, ys, eps)]
+    assert len({int(z[1]) for z in loop}) > 1 and all(bool(z[2]) for z in loop)
+    for i, one in enumerate(loop):
+        for got, want in zip(batched, one):
             np.testing.assert_allclose(got[i], want, rtol=1e-12, atol=1e-13)
 
 

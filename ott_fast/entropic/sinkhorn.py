@@ -506,7 +506,7 @@ _solve_implicit, _solve_unrolled = driver.make_solve(
     _run_single,
     taus=lambda num: (num.tau_a, num.tau_b),
     cg_maxiter=lambda static: static.cg_maxiter,
-    sequential=lambda static, shape: driver.sequential_on_cpu(static.batching, shape, static.implicit_diff),
+    mode=lambda static, shape: driver.batched_mode(static.batching, shape, static.implicit_diff),
     num_cotangent=_num_cotangent,
 )
 
@@ -568,12 +568,14 @@ def sinkhorn(
         implicit_diff: gradients by implicit differentiation of the optimality conditions (default), or
             ``False`` to differentiate through the unrolled iterations (memory grows with iterations).
         cg_maxiter: iteration cap of the conjugate-gradient solve of the implicit backward pass.
-        batching: how ``jax.vmap`` batches the solve (static). ``"parallel"``: one batched loop in which
-            finished members are frozen until the slowest converges. ``"sequential"``: a loop over members,
-            each stopping at its own convergence. ``"auto"``: sequential on CPU for problems of at least
-            ``2**14`` cost entries with ``implicit_diff=True``, where batching gains no parallelism, else
-            parallel. Results are the same either way. For a batch sharded over devices, pass
-            ``"parallel"``: the sequential loop would gather the batch on every device.
+        batching: how ``jax.vmap`` batches the solve (static). ``"parallel"``: batched loops in which only
+            the members still going run a block, over cache-sized chunks of the batch on CPU (with
+            ``implicit_diff=True``) and over the whole batch elsewhere. ``"sequential"``: a loop over
+            members. ``"auto"``: sequential on CPU for problems of at least 100,000 cost entries with
+            ``implicit_diff=True``, where batching gains nothing over a loop, else parallel (see
+            :func:`ott_fast.entropic.driver.batched_mode`). Results are the same either way. For a batch
+            sharded over devices, pass ``"parallel"``: the sequential loop would gather the batch on every
+            device.
         throw: raise a ``RuntimeError`` at run time (under ``jit`` too) when the input is invalid or values
             become non-finite, instead of returning NaN with the reason in ``status``. Opt-in: the check is
             a host callback.

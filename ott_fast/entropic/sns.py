@@ -513,7 +513,7 @@ _solve, _ = driver.make_solve(
     _run_single,
     taus=lambda num: (jnp.ones((), num.tol.dtype), jnp.ones((), num.tol.dtype)),
     cg_maxiter=lambda static: static.implicit_cg_maxiter,
-    sequential=lambda static, shape: driver.sequential_on_cpu(static.batching, shape),
+    mode=lambda static, shape: driver.batched_mode(static.batching, shape),
     num_cotangent=_num_cotangent,
 )
 
