@@ -154,23 +154,23 @@ def test_vmap_equals_loop_and_freezes_finished_problems(x64, batching):
 def test_in_chunks_equals_a_plain_vmap():
     """Uneven batches are topped up, unbatched arguments pass through, pytrees and nested vmaps work."""
     fn = lambda x, t: {"y": x * t["k"] + jnp.sum(x), "n": jnp.sum(x)}  # noqa: E731
-    chunked = driver.in_chunks(fn, members=8)  # 11 members: two chunks of 6, topped up with one copy
-    x, t = jnp.arange(33.0).reshape(11, 3), {"k": jnp.float32(2.0)}
+    chunked = driver.in_chunks(fn, members=5)  # 23 members: five chunks of 5, topped up with 2 copies
+    x, t = jnp.arange(69.0).reshape(23, 3), {"k": jnp.float32(2.0)}
     want, got = jax.vmap(fn, in_axes=(0, None))(x, t), jax.vmap(chunked, in_axes=(0, None))(x, t)
     jax.tree.map(np.testing.assert_array_equal, got, want)
-    xs = jnp.arange(66.0).reshape(2, 11, 3)
+    xs = jnp.arange(138.0).reshape(2, 23, 3)
     nested = jax.vmap(jax.vmap(chunked, in_axes=(0, None)), in_axes=(0, None))(xs, t)
     jax.tree.map(np.testing.assert_array_equal, nested, jax.vmap(jax.vmap(fn, in_axes=(0, None)), in_axes=(0, None))(xs, t))
 
 
 def test_vmap_in_cache_sized_chunks_equals_loop(x64):
-    """19 problems of 256 x 256: two chunks of 10 on CPU (the second topped up with a copy of member 0)."""
-    n, size = 256, 19
+    """18 problems of 512 x 512: six chunks of 3 members on CPU."""
+    n, size = 512, 18
     assert driver.batched_mode("parallel", (n, n)) == ("chunked" if jax.default_backend() == "cpu" else "whole")
-    assert driver.chunk_members((n, n)) < size
+    assert 4 * driver.chunk_members((n, n)) < size
     rng = np.random.default_rng(5)
     xs, ys = rng.normal(size=(size, n, 2)), rng.normal(size=(size, n, 2)) + 0.5
-    eps = np.geomspace(0.05, 1.0, size)  # different iteration counts
+    eps = np.geomspace(0.2, 2.0, size)  # different iteration counts
 
     def solve(x, y, e):
         out = otf.sinkhorn(otf.PointCloud(x, y, epsilon=e), tol=1e-6, batching="parallel")

@@ -174,7 +174,7 @@ def batched_mode(batching: str, shape: tuple[int, int], implicit_diff: bool = Tr
     over members), ``"chunked"`` (batched loops over cache-sized chunks of the batch, one after another) or
     ``"whole"`` (one batched loop over the whole batch).
 
-    ``"auto"`` is sequential on CPU for problems of at least 100,000 cost entries (about 316 x 316), where a
+    ``"auto"`` is sequential on CPU for problems of at least ``2**16`` cost entries (256 x 256), where a
     chunk holds too few members to gain over a loop, else ``"parallel"``. ``"parallel"`` is chunked on CPU
     with ``implicit_diff`` (see :func:`in_chunks`) and whole elsewhere: a GPU wants the whole batch at once,
     and reverse mode cannot go through the chunks' loop.
@@ -192,9 +192,10 @@ def batched_mode(batching: str, shape: tuple[int, int], implicit_diff: bool = Tr
     return "chunked" if cpu and implicit_diff else "whole"
 
 
-# Measured on a 2-core CPU (vmap of 128 to 8 problems, d = 2, tol 1e-3): chunked is 1.5x faster than the
-# loop at 128 x 128, 1.1x at 256 x 256; the loop is 1.2x faster at 362 x 362 and 1.4x at 512 x 512.
-_SEQUENTIAL_MIN_ENTRIES = 100_000
+# Measured on a 2-core CPU (vmap, tol 1e-3): chunked beats the loop 1.5x at 128 x 128 (512 problems, d = 2)
+# and 1.7x at 181 x 181 (256, d = 3); at 256 x 256 they tie (1.2x either way, by the spread of iteration
+# counts), and the loop wins 1.2x at 362 x 362 and 1.4x at 512 x 512.
+_SEQUENTIAL_MIN_ENTRIES = 1 << 16
 
 
 def in_chunks(fn: Callable[..., Any], members: int) -> Callable[..., Any]:
@@ -204,8 +205,10 @@ def in_chunks(fn: Callable[..., Any], members: int) -> Callable[..., Any]:
     On a CPU a batch of small problems is bound by memory traffic: every sweep of a vmapped solve over
     4096 problems of 128 x 128 reads 268 MB of costs, out of cache, and so do the first iteration's exact
     sweeps and the final check. A chunk whose costs fit the cache runs the same work from cache, about
-    twice as fast. Chunk ``j`` holds members ``j, j + c, j + 2c, ...`` (``c`` the number of chunks), so a
-    batch sharded in contiguous blocks over devices keeps every chunk sharded the same way. The chunks are
+    twice as fast. A batch of at most four chunks' worth runs whole: splitting it gained nothing (4096
+    problems of 32 x 32 ran about 10% slower in four chunks). Chunk ``j`` holds members ``j, j + c, j + 2c, ...``
+    (``c`` the number of chunks), so a batch sharded in contiguous blocks over devices keeps every chunk
+    sharded the same way. The chunks are
     equal: their size is the largest divisor of the batch up to ``members``, or, where that divisor is below
     a quarter of ``members``, the batch is topped up with copies of its first members (whose results are
     dropped; a sharded batch is then reshuffled once). Each member's computation is unchanged, so results
@@ -217,7 +220,7 @@ def in_chunks(fn: Callable[..., Any], members: int) -> Callable[..., Any]:
 
     Example:
         >>> import jax, jax.numpy as jnp
-        >>> double = in_chunks(lambda x: 2 * x, members=4)
+        >>> double = in_chunks(lambda x: 2 * x, members=2)  # 10 members: five chunks of 2
         >>> jax.vmap(double)(jnp.arange(10.0)).tolist()
         [0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 18.0]
     """
@@ -227,7 +230,7 @@ def in_chunks(fn: Callable[..., Any], members: int) -> Callable[..., Any]:
     def _rule(axis_size: int, in_batched: list, *args: Any) -> tuple[Any, Any]:
         axes = tuple(jax.tree.map(lambda bt: 0 if bt else None, list(in_batched)))
         batched_fn = jax.vmap(fn, in_axes=axes)
-        if axis_size <= members:
+        if axis_size <= _WHOLE_CHUNKS * members:  # a few chunks' worth: the whole batch is cache-sized
             out = batched_fn(*args)
             return out, jax.tree.map(lambda _: True, out)
         size = max(k for k in range(1, members + 1) if axis_size % k == 0)
@@ -273,6 +276,7 @@ def chunk_members(shape: tuple[int, int]) -> int:
 
 
 _CHUNK_ENTRIES = 1 << 20
+_WHOLE_CHUNKS = 4
 
 
 def while_loop(

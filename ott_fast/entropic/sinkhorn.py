@@ -571,7 +571,7 @@ def sinkhorn(
         batching: how ``jax.vmap`` batches the solve (static). ``"parallel"``: batched loops in which only
             the members still going run a block, over cache-sized chunks of the batch on CPU (with
             ``implicit_diff=True``) and over the whole batch elsewhere. ``"sequential"``: a loop over
-            members. ``"auto"``: sequential on CPU for problems of at least 100,000 cost entries with
+            members. ``"auto"``: sequential on CPU for problems of at least ``2**16`` cost entries with
             ``implicit_diff=True``, where batching gains nothing over a loop, else parallel (see
             :func:`ott_fast.entropic.driver.batched_mode`). Results are the same either way. For a batch
             sharded over devices, pass ``"parallel"``: the sequential loop would gather the batch on every
