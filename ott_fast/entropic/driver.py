@@ -206,13 +206,14 @@ def in_chunks(fn: Callable[..., Any], members: int) -> Callable[..., Any]:
     4096 problems of 128 x 128 reads 268 MB of costs, out of cache, and so do the first iteration's exact
     sweeps and the final check. A chunk whose costs fit the cache runs the same work from cache, about
     twice as fast. A batch of at most four chunks' worth runs whole: splitting it gained nothing (4096
-    problems of 32 x 32 ran about 10% slower in four chunks). Chunk ``j`` holds members ``j, j + c, j + 2c, ...``
-    (``c`` the number of chunks), so a batch sharded in contiguous blocks over devices keeps every chunk
-    sharded the same way. The chunks are
-    equal: their size is the largest divisor of the batch up to ``members``, or, where that divisor is below
-    a quarter of ``members``, the batch is topped up with copies of its first members (whose results are
-    dropped; a sharded batch is then reshuffled once). Each member's computation is unchanged, so results
-    equal a plain ``vmap``'s.
+    problems of 32 x 32 ran about 10% slower in four chunks).
+
+    Chunk ``j`` holds members ``j, j + c, j + 2c, ...`` (``c`` the number of chunks), so a batch sharded in
+    contiguous blocks over devices keeps every chunk sharded the same way. The chunks are equal: their size
+    is the largest divisor of the batch up to ``members``, or, where that divisor is below a quarter of
+    ``members``, the batch is topped up with copies of its first members (whose results are dropped; a
+    sharded batch is then reshuffled once). Each member's computation is unchanged, so results equal a
+    plain ``vmap``'s.
 
     Args:
         fn: the function to batch; every output gets a leading batch axis.
