@@ -11,8 +11,8 @@ of 1e-8 with:
   of rows, grouped by the column where their plan row peaks (rows that send mass to nearby columns share
   a group), so the smooth, near-Laplacian modes that Jacobi leaves to CG are solved exactly.
 
-It counts iterations only: applying the correction costs ``O(n + k^2)`` per iteration, and forming
-``R M R^T`` costs about ``k`` products with ``S`` per Newton step.
+It counts iterations only. Wired into ``sns`` and timed, the correction did not pay: see the ``sns`` module
+docstring (fewer CG iterations, more seconds at these sizes).
 """
 
 from __future__ import annotations
