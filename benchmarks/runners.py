@@ -159,10 +159,10 @@ def run_batch(
         return tuple(jnp.stack(z) for z in zip(*outs))
 
     results = []
-    sequential = functools.partial(ours, batching="sequential")
+    parallel = functools.partial(ours, batching="parallel")
     variants = (
         ("ott_fast vmap", jax.jit(jax.vmap(ours))),
-        ("ott_fast vmap sequential", jax.jit(jax.vmap(sequential))),
+        ("ott_fast vmap parallel", jax.jit(jax.vmap(parallel))),
         ("ott_fast loop", loop),
         ("ott-jax vmap", jax.jit(jax.vmap(theirs))),
     )
