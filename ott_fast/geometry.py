@@ -152,18 +152,48 @@ def _row_block(n: int, m: int) -> int:
     target = max(1, _BLOCK_ENTRIES // m)
     if n <= target:
         return n
+    return useful_divisor(n, target) or n
+
+
+def useful_divisor(n: int, target: int) -> int | None:
+    """The largest divisor of ``n`` up to ``target``, or ``None`` if it is below ``target / 4`` (chunks that
+    small would cost more in loop steps than equal chunks save).
+
+    Example:
+        >>> useful_divisor(12, 5), useful_divisor(13, 8)
+        (4, None)
+    """
     best = max(k for k in range(1, target + 1) if n % k == 0)
-    return best if 4 * best >= target else n
+    return best if 4 * best >= target else None
 
 
-def _strided_chunks(r: Array, nb: int, k: int) -> Array:
-    """``r[nb * k, ...]`` cut into ``nb`` chunks of ``k`` rows, chunk ``j`` holding rows ``j, j + nb, ...``.
+def strided_chunks(r: Array, nb: int, k: int) -> Array:
+    """``r[nb * k, ...]`` cut into ``nb`` chunks of ``k`` rows, chunk ``j`` holding rows ``j, j + nb, ...``
+    (:func:`unstride` puts them back).
 
     Any partition of the rows gives the same sums; this one keeps a row-sharded array sharded inside every
     chunk (the chunk axis the scan runs over is unsharded), so under ``jit`` with ``x`` sharded along its
     points each device computes its share of every chunk and only the ``[m]`` column sums are reduced,
-    instead of every device gathering ``x`` and computing all chunks."""
+    instead of every device gathering ``x`` and computing all chunks. A batch of problems cut the same way
+    stays sharded in every chunk too.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> strided_chunks(jnp.arange(6), 2, 3).tolist()
+        [[0, 2, 4], [1, 3, 5]]
+    """
     return jnp.swapaxes(r.reshape((k, nb) + r.shape[1:]), 0, 1)
+
+
+def unstride(o: Array, n: int) -> Array:
+    """``[nb, k, ...]`` per-chunk rows of :func:`strided_chunks` back in row order, the first ``n`` rows.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> unstride(strided_chunks(jnp.arange(6), 2, 3), 5).tolist()
+        [0, 1, 2, 3, 4]
+    """
+    return jnp.swapaxes(o, 0, 1).reshape((o.shape[0] * o.shape[1],) + o.shape[2:])[:n]
 
 
 def _groups(k: int) -> int:
@@ -176,7 +206,7 @@ def _group_reduce(z: Array, reduce: Any) -> Array:
     """``[k, m] -> [G, m]``: ``reduce`` over each of ``G`` (:func:`_groups`) contiguous groups of rows.
 
     A chunk of a row-sharded problem is sharded along its rows in contiguous pieces (see
-    :func:`_strided_chunks`), so with one group per device each device reduces only its own rows: the column
+    :func:`strided_chunks`), so with one group per device each device reduces only its own rows: the column
     sweep carries ``[G, m]`` partial sums through the chunk loop, with no communication in it, and reduces
     them over ``G`` once after the loop, the sweep's single ``[m]`` all-reduce. Reducing each chunk straight
     to ``[m]`` made the partitioner all-reduce once per chunk. (64 groups on one device, tried, cost a third
@@ -251,7 +281,7 @@ class Kernel:
         for r, pv in zip(rows, pads, strict=True):
             if pad:
                 r = jnp.concatenate([r, jnp.full((pad,) + r.shape[1:], pv, r.dtype)])
-            cut.append(_strided_chunks(r, nb, k))
+            cut.append(strided_chunks(r, nb, k))
 
         def step(acc: Any, inp: tuple) -> tuple[Any, Any]:
             return body(acc, *inp)
@@ -259,7 +289,7 @@ class Kernel:
         if nb > 1:
             step = jax.checkpoint(step)
         acc, out = jax.lax.scan(step, col_init, (blocks, *cut))
-        out = jax.tree_util.tree_map(lambda o: jnp.swapaxes(o, 0, 1).reshape((nb * k,) + o.shape[2:])[:n], out)
+        out = jax.tree_util.tree_map(lambda o: unstride(o, n), out)
         return acc, out
 
     def col_init(self, like: Array, tail: tuple[int, ...] = (), fill: float = 0.0) -> Array:
@@ -380,9 +410,9 @@ class DenseKernel(Kernel):
         self.cost_matrix, self.epsilon = cost_matrix, epsilon
         k = _row_block(n, m)
         self.cost_t = cost_matrix.T if k == n else None
-        # Large matrices are also held in strided-chunk order (see _strided_chunks), so both sweeps read
+        # Large matrices are also held in strided-chunk order (see strided_chunks), so both sweeps read
         # contiguous memory and a row-sharded matrix stays sharded; only O(n) vectors are permuted per sweep.
-        self.chunked = None if k == n else _strided_chunks(cost_matrix, n // k, k)
+        self.chunked = None if k == n else strided_chunks(cost_matrix, n // k, k)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -407,7 +437,7 @@ class DenseKernel(Kernel):
             return _lse_rows(self.cost_matrix, u, v, inv_eps)
         nb, k, m = self.chunked.shape
         hi, lo = _clamps(self.dtype)
-        z = _strided_chunks(u, nb, k)[:, :, None] + v[None, None, :] - self.chunked * inv_eps
+        z = strided_chunks(u, nb, k)[:, :, None] + v[None, None, :] - self.chunked * inv_eps
         out = jnp.clip(jnp.log(jnp.sum(jnp.exp(z), axis=2)), lo, hi)
         return jnp.swapaxes(out, 0, 1).reshape(nb * k)
 
@@ -422,7 +452,7 @@ class DenseKernel(Kernel):
             return acc + _group_reduce(jnp.exp(log_block(cb, ub, v, inv_eps)), jnp.sum), None
 
         init = _sharded_like(jnp.zeros((_groups(k), m), self.dtype), u)  # per row group: one all-reduce per sweep
-        total, _ = jax.lax.scan(block, init, (self.chunked, _strided_chunks(u, nb, k)))
+        total, _ = jax.lax.scan(block, init, (self.chunked, strided_chunks(u, nb, k)))
         return jnp.clip(jnp.log(jnp.sum(total, axis=0)), lo, hi)
 
     def row_max(self, u: Array, v: Array, inv_eps: Array) -> Array:
@@ -478,7 +508,7 @@ class OnlineKernel(Kernel):
         n, k = self.shape[0], self.chunk_size
         nb = -(-n // k)
         x = self.x if nb * k == n else jnp.concatenate([self.x, jnp.zeros((nb * k - n, self.x.shape[1]), self.dtype)])
-        return _strided_chunks(x, nb, k), k
+        return strided_chunks(x, nb, k), k
 
     def cost_block(self, block: Array) -> Array:
         return self.cost.all_pairs(block, self.y)

@@ -21,6 +21,7 @@ import numpy as np
 
 from ott_fast import _validation as val
 from ott_fast.entropic import dual
+from ott_fast.geometry import strided_chunks, unstride, useful_divisor
 
 Array = jax.Array
 
@@ -208,8 +209,9 @@ def in_chunks(fn: Callable[..., Any], members: int) -> Callable[..., Any]:
     twice as fast. A batch of at most four chunks' worth runs whole: splitting it gained nothing (4096
     problems of 32 x 32 ran about 10% slower in four chunks).
 
-    Chunk ``j`` holds members ``j, j + c, j + 2c, ...`` (``c`` the number of chunks), so a batch sharded in
-    contiguous blocks over devices keeps every chunk sharded the same way. The chunks are equal: their size
+    Chunk ``j`` holds members ``j, j + c, j + 2c, ...`` (``c`` the number of chunks; the layout of
+    ``ott_fast.geometry.strided_chunks``), so a batch sharded in contiguous blocks over devices keeps
+    every chunk sharded the same way. The chunks are equal: their size
     is the largest divisor of the batch up to ``members``, or, where that divisor is below a quarter of
     ``members``, the batch is topped up with copies of its first members (whose results are dropped; a
     sharded batch is then reshuffled once). Each member's computation is unchanged, so results equal a
@@ -234,18 +236,17 @@ def in_chunks(fn: Callable[..., Any], members: int) -> Callable[..., Any]:
         if axis_size <= _WHOLE_CHUNKS * members:  # a few chunks' worth: the whole batch is cache-sized
             out = batched_fn(*args)
             return out, jax.tree.map(lambda _: True, out)
-        size = max(k for k in range(1, members + 1) if axis_size % k == 0)
-        if 4 * size < members:  # no divisor of a useful size: top up to balanced chunks instead
-            size = -(-axis_size // -(-axis_size // members))
+        # no divisor of a useful size: top up to balanced chunks instead
+        size = useful_divisor(axis_size, members) or -(-axis_size // -(-axis_size // members))
         chunks = -(-axis_size // size)
         total = chunks * size
 
-        def cut(x: Array, bt: bool) -> Array:  # [B, ...] -> [chunks, size, ...], chunk j = members j + chunks k
+        def cut(x: Array, bt: bool) -> Array:  # [B, ...] -> [chunks, size, ...]
             if not bt:
                 return x
             if total > axis_size:
                 x = jnp.concatenate([x, x[: total - axis_size]])
-            return jnp.swapaxes(jnp.reshape(x, (size, chunks, *x.shape[1:])), 0, 1)
+            return strided_chunks(x, chunks, size)
 
         leaves, tree = jax.tree.flatten(list(args))
         flags = jax.tree.leaves(list(in_batched))
@@ -259,7 +260,7 @@ def in_chunks(fn: Callable[..., Any], members: int) -> Callable[..., Any]:
             return batched_fn(*jax.tree.unflatten(tree, full))
 
         outs = jax.lax.map(one, [cut_leaves[i] for i in pos])
-        out = jax.tree.map(lambda o: jnp.reshape(jnp.swapaxes(o, 0, 1), (total, *o.shape[2:]))[:axis_size], outs)
+        out = jax.tree.map(lambda o: unstride(o, axis_size), outs)
         return out, jax.tree.map(lambda _: True, out)
 
     return run
