@@ -211,11 +211,10 @@ def in_chunks(fn: Callable[..., Any], members: int) -> Callable[..., Any]:
 
     Chunk ``j`` holds members ``j, j + c, j + 2c, ...`` (``c`` the number of chunks; the layout of
     ``ott_fast.geometry.strided_chunks``), so a batch sharded in contiguous blocks over devices keeps
-    every chunk sharded the same way. The chunks are equal: their size
-    is the largest divisor of the batch up to ``members``, or, where that divisor is below a quarter of
-    ``members``, the batch is topped up with copies of its first members (whose results are dropped; a
-    sharded batch is then reshuffled once). Each member's computation is unchanged, so results equal a
-    plain ``vmap``'s.
+    every chunk sharded the same way. The chunks are equal: their size is the largest divisor of the batch
+    up to ``members``, or, where that divisor is below a quarter of ``members``, the batch is topped up with
+    copies of its first members (whose results are dropped; a sharded batch is then reshuffled once). Each
+    member's computation is unchanged, so results equal a plain ``vmap``'s.
 
     Args:
         fn: the function to batch; every output gets a leading batch axis.
