@@ -68,6 +68,25 @@ def test_api_reference_documents_every_public_name_once():
         assert mod.__name__ in apigen.MODULES, f"{mod.__name__} has no API page"
 
 
+def test_every_top_level_name_has_an_api_entry_under_the_name_users_call():
+    """``otf.X`` for every X of ``ott_fast.__all__``: an entry whose name ends in X (the documented object, or
+    for a re-export under another name, ``ott_fast.X`` pointing to it), so the index and the search find it."""
+    apigen = _apigen()
+    home = apigen.documented_paths()
+    pages = "\n".join(apigen.page(m, home) for m in apigen.MODULES)
+    entries = re.findall(r"^\.\. (?:auto(?:function|class|module)|py:(?:function|class)):: ([\w.]+)", pages, re.M)
+    missing = []
+    for name in otf.__all__:
+        obj = getattr(otf, name)
+        wanted = {obj.__name__} if isinstance(obj, types.ModuleType) else {home.get(id(obj)), f"ott_fast.{name}"}
+        if not any(e in wanted and e.rsplit(".", 1)[-1] == name for e in entries):
+            missing.append(name)
+    assert not missing, f"no API entry named as users call it: {missing}"
+    for name, _, target in apigen.renamed(home):  # each such entry links to the full documentation
+        entry = pages.split(f":: ott_fast.{name}", 1)[1].split("\n.. ", 1)[0]
+        assert f"`{target}`" in entry, entry
+
+
 def test_every_notebook_is_a_tutorial_page():
     toc = (DOCS / "tutorials.md").read_text()
     listed = set(re.findall(r"^tutorials/(\w+)$", toc, re.M))

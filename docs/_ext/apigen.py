@@ -3,11 +3,13 @@
 Each object is documented (autodoc, its docstring and example) on the page of the first module in
 :data:`MODULES` whose ``__all__`` lists it; every other module that lists it links there. A new public
 module (in an ``__all__``) gets its page by itself. The top-level ``ott_fast`` page lists every name of
-``ott_fast.__all__`` with its summary and a link, and documents the names no family module lists
-(``Geometry``, ``PointCloud``). :func:`aliases` maps each other public path of an object
-(``ott_fast.sinkhorn``) to the documented one (``ott_fast.entropic.sinkhorn``) so that cross-references
-written either way resolve. Nothing here imports Sphinx: ``tests/test_docs.py`` checks the coverage
-without building the site.
+``ott_fast.__all__`` with its summary and a link, documents the names no family module lists
+(``Geometry``, ``PointCloud``), and gives each name that ``ott_fast`` exports under another short name
+(``otf.sliced_directions`` is ``ott_fast.sliced.directions``) an entry of its own that points to its
+documentation, so the index and the search find every name as users call it. :func:`aliases` maps each
+other public path of an object (``ott_fast.sinkhorn``) to the documented one (``ott_fast.entropic.sinkhorn``)
+so that cross-references written either way resolve. Nothing here imports Sphinx: ``tests/test_docs.py``
+checks the coverage without building the site.
 """
 
 from __future__ import annotations
@@ -76,6 +78,36 @@ def _directive(path: str, obj: Any) -> str:
     return f".. autofunction:: {path}\n"
 
 
+def _signature(obj: Any) -> str:
+    """``(a, b=None, *, c=1)``: the call signature without annotations ("" where it has none)."""
+    try:
+        sig = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return ""
+    empty = inspect.Parameter.empty
+    params = [p.replace(annotation=empty) for p in sig.parameters.values()]
+    return str(sig.replace(parameters=params, return_annotation=empty))
+
+
+def renamed(home: dict[int, str]) -> list[tuple[str, Any, str]]:
+    """``(name, obj, documented path)`` for each non-module name of ``ott_fast.__all__`` whose documented path
+    ends in another name (``sliced_directions`` -> ``ott_fast.sliced.directions``)."""
+    out = []
+    for name, obj in _public(importlib.import_module(TOP)):
+        if not isinstance(obj, types.ModuleType) and home[id(obj)].rsplit(".", 1)[1] != name:
+            out.append((name, obj, home[id(obj)]))
+    return out
+
+
+def _alias_entry(name: str, obj: Any, target: str) -> str:
+    """An index entry ``ott_fast.<name>`` for a re-export under another name, pointing to its documentation."""
+    kind, role = ("class", "class") if inspect.isclass(obj) else ("function", "func")
+    return (
+        f".. py:{kind}:: {TOP}.{name}{_signature(obj) if kind == 'function' else ''}\n\n"
+        f"   ``otf.{name}`` is :{role}:`{target}`, documented there: {_summary(obj)}\n"
+    )
+
+
 def page(modname: str, home: dict[int, str]) -> str:
     """The reStructuredText page of one module."""
     module = importlib.import_module(modname)
@@ -109,6 +141,9 @@ def page(modname: str, home: dict[int, str]) -> str:
         lines += ["Reference", "---------", ""]
         for name, obj in here:
             lines += [_directive(f"{modname}.{name}", obj)]
+    if modname == TOP and renamed(home):
+        lines += ["Exported under another name", "---------------------------", ""]
+        lines += [_alias_entry(name, obj, target) for name, obj, target in renamed(home)]
     return "\n".join(lines) + "\n"
 
 
