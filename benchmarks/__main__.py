@@ -1,8 +1,9 @@
 """``python -m benchmarks [--quick] [--out out] [--suites ...]``: ott_fast vs OTT-JAX, POT and regot.
 
-Runs every suite by default: ``sinkhorn`` (this module), ``sns`` (``benchmarks/sns.py``), ``sliced``
-(``benchmarks/sliced.py``), ``monge_gap`` (``benchmarks/monge_gap.py``) and ``batches`` (thousands of tiny
-problems, ``benchmarks/batches.py``); ``--suites device``
+Writes only under ``<out>``; ``--update-docs`` (full mode) also rewrites the tables and plots of
+``docs/benchmarks.md`` from the run. Runs every suite by default: ``sinkhorn`` (this module), ``sns``
+(``benchmarks/sns.py``), ``sliced`` (``benchmarks/sliced.py``), ``monge_gap`` (``benchmarks/monge_gap.py``)
+and ``batches`` (thousands of tiny problems, ``benchmarks/batches.py``); ``--suites device``
 (``benchmarks/device.py``, for one accelerator, against its roofline) runs only when named (its own
 flags, such as ``--matmul-tflops``, are passed on to it). Each prints its tables and writes its JSON and plots
 under ``<out>``. The Sinkhorn suite writes ``<out>/benchmarks.json`` and convergence plots
@@ -32,8 +33,8 @@ import numpy as np
 from benchmarks import online, problems, report, runners
 from ott_fast._progress import progress_bar
 
-# DESIGN.md's physical limit on a 2-core CPU: 10-25 iterations/s at n = m = 10,000 (exp and memory bound),
-# i.e. 0.4-1.0 ns per matrix entry per iteration; it scales with n * m.
+# The physical limit on a 2-core CPU (docs/design.md, "Speed"): 10-25 iterations/s at n = m = 10,000 (exp and
+# memory bound), i.e. 0.4-1.0 ns per matrix entry per iteration; it scales with n * m.
 _LIMIT_NS_PER_ENTRY = (0.4, 1.0)
 
 
@@ -153,9 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         help="run the online cases for ott_fast only (no OTT-JAX 0.8.1 environment)",
     )
     parser.add_argument(
-        "--no-tables",
+        "--update-docs",
         action="store_true",
-        help="full mode: do not rewrite the tables and plots of docs/benchmarks.md (they are always in <out>)",
+        help="full mode only: also rewrite the tables and plots of docs/benchmarks.md from this run "
+        "(by default a run writes to <out> only)",
     )
     parser.add_argument(
         "--suites",
@@ -171,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--suites: unknown {unknown}; choose from {list(SUITES)}")
     if extra and "device" not in suites:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.update_docs and args.quick:
+        parser.error("--update-docs: the docs' tables come from full runs, not --quick")
     if "sinkhorn" in suites:
         sinkhorn_suite(args)
     for name in suites:
@@ -185,9 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     with open(os.path.join(args.out, "benchmarks.md"), "w") as fh:
         fh.write("".join(f"## {name}\n\n{table}\n\n" for name, table in tables.items()))
     print(f"\nwrote {os.path.join(args.out, 'benchmarks.md')}")
-    if not args.quick and not args.no_tables:  # full mode regenerates the docs' benchmark tables and plots
+    if args.update_docs:  # only when asked: a full run's tables and plots replace the docs' ones
         print(f"updated {report.PAGE}: tables {report.update_tables(report.PAGE, tables)}, ", end="")
-        print(f"plots {report.update_plots(report.PAGE, args.out, suites)}")
+        print(f"plots {report.update_plots(report.PAGE, args.out, suites, static_dir=report.PLOTS)}")
+    else:
+        print(f"{report.PAGE} left as it is (--update-docs rewrites its tables from a full run)")
     return 0
 
 

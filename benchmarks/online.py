@@ -102,7 +102,7 @@ def online_case(n: int, d: int, ott_py: str | None, with_ott: bool) -> dict[str,
     k1, k2 = (1, 3) if n * d > 10**6 else (2, 6)
     ours = _run(sys.executable, _OURS, n, d, chunk, k1, k2)
     theirs = _run(ott_py, _OTT, n, d, chunk, k1, k2) if (ott_py and with_ott) else {"error": "not run"}
-    # DESIGN.md: 10-25 iterations/s at n = m = 10,000 on this CPU, scaling with 1 / (n m).
+    # docs/design.md ("Speed"): 10-25 iterations/s at n = m = 10,000 on this CPU, scaling with 1 / (n m).
     limit = tuple(r * (10_000 / n) ** 2 for r in (10.0, 25.0))
     return {
         "case": f"online n=m={n}, d={d}",

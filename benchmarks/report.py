@@ -2,10 +2,11 @@
 
 Each suite writes ``<out>/<suite>.json``. :func:`render` turns it into the markdown table(s) that
 ``docs/benchmarks.md`` (:data:`PAGE`) shows between ``<!-- benchmark:<suite> -->`` and
-``<!-- /benchmark:<suite> -->``; :func:`update_tables` replaces those sections, so a full
-``python -m benchmarks`` run regenerates the page's tables from what it measured (quick runs never touch
-it). :func:`update_plots` copies each suite's plots to ``docs/_static/benchmarks/`` and lists them between
-``<!-- benchmark-plots:<suite> -->`` markers. A suite whose JSON or plots are missing keeps its section.
+``<!-- /benchmark:<suite> -->``; :func:`update_tables` replaces those sections, so
+``python -m benchmarks --update-docs`` (a full run) regenerates the page's tables from what it measured
+(without the flag, and in quick runs, the page is never touched). :func:`update_plots` copies each suite's
+plots to ``docs/_static/benchmarks/`` and lists them between ``<!-- benchmark-plots:<suite> -->`` markers.
+A suite whose JSON or plots are missing keeps its section.
 """
 
 from __future__ import annotations
@@ -230,7 +231,7 @@ def render_device(data: dict[str, Any]) -> str:
 
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PAGE = os.path.join(_ROOT, "docs", "benchmarks.md")  # the page whose marked sections a full run rewrites
+PAGE = os.path.join(_ROOT, "docs", "benchmarks.md")  # the page whose marked sections --update-docs rewrites
 PLOTS = os.path.join(_ROOT, "docs", "_static", "benchmarks")  # where a full run copies its plots
 # suite -> the glob of its plots under <out>
 PLOT_GLOBS = {s: f"{s}_*.png" for s in ("sinkhorn", "sns", "sliced", "monge_gap")}

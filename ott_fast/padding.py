@@ -1,6 +1,6 @@
 """Ragged batches: point clouds of different sizes as one padded batch, solved by one ``jax.vmap``.
 
-A zero weight means an absent point everywhere in ott_fast (DESIGN.md): every solver, divergence, sliced
+A zero weight means an absent point everywhere in ott_fast (docs/design.md): every solver, divergence, sliced
 estimator and map gives the same outputs on the real points whether or not zero-weight points are appended,
 wherever they sit. So a ragged batch is a padded batch: :func:`pad` stacks clouds ``[n_i, d]`` into
 ``points[B, N, d]`` with weights ``[B, N]`` that are zero on the padding, any per-problem function of one

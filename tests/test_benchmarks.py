@@ -77,6 +77,28 @@ def test_update_plots_copies_the_plots_and_lists_them(tmp_path):
     assert "![sns_a.png](_static/benchmarks/sns_a.png)" in page.read_text() and "kept" in page.read_text()
 
 
+def test_a_full_run_leaves_the_docs_page_alone_unless_asked(tmp_path, monkeypatch):
+    """``python -m benchmarks`` (full mode) writes under ``--out`` only; ``--update-docs`` rewrites the page."""
+    import benchmarks.__main__ as bench
+    from benchmarks import report as rep
+
+    page, static = tmp_path / "benchmarks.md", tmp_path / "static"
+    original = "<!-- benchmark:sinkhorn -->\nold table\n<!-- /benchmark:sinkhorn -->\n"
+    page.write_text(original)
+    monkeypatch.setattr(rep, "PAGE", str(page))
+    monkeypatch.setattr(rep, "PLOTS", str(static))
+    monkeypatch.setattr(bench, "sinkhorn_suite", lambda args: None)  # the suite itself is tested above
+    monkeypatch.setattr(rep, "render", lambda out, suites: {"sinkhorn": "| measured |"})
+    out = tmp_path / "out"
+    assert bench.main(["--out", str(out), "--suites", "sinkhorn"]) == 0
+    assert page.read_text() == original
+    assert (out / "benchmarks.md").read_text() == "## sinkhorn\n\n| measured |\n\n"
+    assert bench.main(["--out", str(out), "--suites", "sinkhorn", "--update-docs"]) == 0
+    assert page.read_text() == original.replace("old table", "| measured |")
+    with pytest.raises(SystemExit):  # quick runs never feed the docs
+        bench.main(["--quick", "--out", str(out), "--suites", "sinkhorn", "--update-docs"])
+
+
 def test_the_docs_page_has_every_section_the_report_writes():
     from benchmarks import report as rep
 

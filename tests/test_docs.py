@@ -92,3 +92,16 @@ def test_every_notebook_is_a_tutorial_page():
     listed = set(re.findall(r"^tutorials/(\w+)$", toc, re.M))
     notebooks = {p.stem for p in (DOCS.parent / "examples").glob("*.ipynb")}
     assert listed == notebooks, f"add each notebook to docs/tutorials.md's toctree: {sorted(notebooks ^ listed)}"
+
+
+def test_the_repository_stands_alone():
+    """Docs, docstrings and scripts cite the design notes in docs/design.md, never a file outside the repository."""
+    root = DOCS.parent
+    outside = ["DESIGN" + ".md", "../" + "shared", "shared " + "folder"]
+    files = [root / "README.md", root / "CHANGELOG.md", *root.glob("docs/**/*.md"), *root.glob("docs/*.py"),
+             *root.glob("ott_fast/**/*.py"), *root.glob("benchmarks/*.py"), *root.glob("examples/*"),
+             *root.glob("tests/*.py"), *root.glob(".ci/*")]
+    hits = [f"{f.relative_to(root)}: {word}" for f in files if f.is_file() and "_build" not in f.parts
+            for word in outside if word in f.read_text(errors="ignore")]
+    assert not hits, hits
+    assert (DOCS / "design.md").exists() and re.search(r"^design$", (DOCS / "index.md").read_text(), re.M)

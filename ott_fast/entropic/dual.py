@@ -102,7 +102,7 @@ def dual_value(f: Array, g: Array, a: Array, b: Array, mass: Array, eps: Array, 
 def marginal_error(
     f: Array, g: Array, log_r: Array, log_c: Array, a: Array, b: Array, eps: Array, tau_a: Any, tau_b: Any
 ) -> Array:
-    """The L1 marginal violation ``|P 1 - a psi_a'(f)|_1 + |P^T 1 - b psi_b'(g)|_1`` (DESIGN.md's error; the
+    """The L1 marginal violation ``|P 1 - a psi_a'(f)|_1 + |P^T 1 - b psi_b'(g)|_1`` (docs/design.md's; the
     targets are ``a``, ``b`` when balanced), from the log row and column sums *without* the weights:
     ``(P 1)_i = a_i exp(log_r_i)``, ``(P^T 1)_j = b_j exp(log_c_j)``."""
     row = weighted(a, jnp.exp(log_r) - psi_prime(f, eps, tau_a))

@@ -2,7 +2,7 @@
 Anderson acceleration.
 
 The solver carries the potentials ``f[n]``, ``g[m]`` together with the log row and column sums of the plan
-at those potentials, so the convergence error (the L1 marginal violation of DESIGN.md) is available at every
+at those potentials, so the convergence error (docs/design.md's L1 marginal violation) is available at every
 check for free, and each iteration costs exactly two one-pass log-sum-exp sweeps over the cost matrix.
 
 Plan convention (KL form): ``P_ij = a_i b_j exp((f_i + g_j - C_ij) / epsilon)``.
