@@ -14,6 +14,9 @@ Which module owns what (three families on one shared floor; every public name is
 - :mod:`ott_fast.sliced`: ``wasserstein`` (1-D OT, directions, control variates, the estimator),
   ``distributional`` (Max-SW, DSW, v-DSW), ``vmf``, ``amortized``.
 - :mod:`ott_fast.maps`: ``monge_gap``, ``entropic_map`` (and the MLP map model), ``fitting``.
+- :mod:`ott_fast.couplings`: couplings for generative models: ``sampling`` (conditional, joint and argmax
+  pairs from a solved plan, never forming it), ``rounding`` (onto the transport polytope), ``matching``
+  (exact and near-exact permutations), ``flow`` (the pairs of a flow-matching step).
 - :mod:`ott_fast.padding`: ragged batches as padded batches (``pad``, ``unpad``): a zero weight means an
   absent point everywhere, so one ``jax.vmap`` solves clouds of different sizes.
 - :mod:`ott_fast.trace`: convergence curves of our solvers, and plotting (the peers' runners live in
@@ -27,9 +30,25 @@ Example:
     (True, 'converged: the marginal error of the returned plan is within tol')
 """
 
-from ott_fast import costs, entropic, maps, meshes, sliced, trace
+from ott_fast import costs, couplings, entropic, maps, meshes, sliced, trace
 from ott_fast._version import __version__ as __version__
+from ott_fast.couplings import (
+    FlowPairs,
+    Matching,
+    Pairs,
+    RoundedPlan,
+    argmax_coupling,
+    exact_matching,
+    flow_matching_pairs,
+    greedy_matching,
+    plan_entropy,
+    round_plan,
+    sample_conditional,
+    sample_joint,
+    sinkhorn_matching,
+)
 from ott_fast.entropic import (
+    DivergenceOutput,
     EpsilonSchedule,
     NewtonDiagnostics,
     SinkhornOutput,
@@ -75,6 +94,7 @@ __all__ = [
     "describe",
     "EpsilonSchedule",
     "sinkhorn_divergence",
+    "DivergenceOutput",
     "sns",
     "SNSOutput",
     "NewtonDiagnostics",
@@ -101,4 +121,18 @@ __all__ = [
     "EntropicMap",
     "fitting",
     "fit",
+    "couplings",
+    "Pairs",
+    "sample_conditional",
+    "sample_joint",
+    "argmax_coupling",
+    "RoundedPlan",
+    "round_plan",
+    "Matching",
+    "exact_matching",
+    "greedy_matching",
+    "sinkhorn_matching",
+    "FlowPairs",
+    "flow_matching_pairs",
+    "plan_entropy",
 ]
