@@ -2,8 +2,9 @@
 
 Writes only under ``<out>``; ``--update-docs`` (full mode) also rewrites the tables and plots of
 ``docs/benchmarks.md`` from the run. Runs every suite by default: ``sinkhorn`` (this module), ``sns``
-(``benchmarks/sns.py``), ``sliced`` (``benchmarks/sliced.py``), ``monge_gap`` (``benchmarks/monge_gap.py``)
-and ``batches`` (thousands of tiny problems, ``benchmarks/batches.py``); ``--suites device``
+(``benchmarks/sns.py``), ``sliced`` (``benchmarks/sliced.py``), ``monge_gap`` (``benchmarks/monge_gap.py``),
+``batches`` (thousands of tiny problems, ``benchmarks/batches.py``) and ``couplings`` (minibatch couplings for
+flow matching, exact and entropic, ``benchmarks/couplings.py``); ``--suites device``
 (``benchmarks/device.py``, for one accelerator, against its roofline) runs only when named (its own
 flags, such as ``--matmul-tflops``, are passed on to it). Each prints its tables and writes its JSON and plots
 under ``<out>``. The Sinkhorn suite writes ``<out>/benchmarks.json`` and convergence plots
@@ -136,6 +137,7 @@ SUITES = {
     "sliced": "benchmarks.sliced",
     "monge_gap": "benchmarks.monge_gap",
     "batches": "benchmarks.batches",
+    "couplings": "benchmarks.couplings",
     "device": "benchmarks.device",
 }
 # The device suite is for an accelerator (its full sizes take hours on a CPU): it runs only when named.
