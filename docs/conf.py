@@ -28,9 +28,8 @@ os.environ.setdefault("OTT_FAST_SMALL", "1")
 SIZES = "small" if os.environ["OTT_FAST_SMALL"] == "1" else "full"
 os.environ.pop("XLA_FLAGS", None)  # scaling.ipynb asks for 4 simulated devices itself
 os.environ.pop("MPLBACKEND", None)  # the kernels' inline backend turns figures into the page's images
-# The kernels run in docs/tutorials/; the notebooks may import the repository's benchmarks package, as they do
-# when run from the repository root.
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+# The kernels run in docs/tutorials/ and import the installed packages only, as a reader's kernel does (the
+# notebooks import ott_fast and the examples extra, never the repository's benchmarks).
 
 
 def _copy_notebooks() -> None:
