@@ -9,8 +9,10 @@ the Chrome DevTools protocol (the ``websocket-client`` package), and
 - fails if an image of a tutorial page does not load, or if a tutorial whose notebook draws with matplotlib
   shows no image (the figures were lost, e.g. under a non-inline matplotlib backend).
 
-The site needs no network: a request that leaves 127.0.0.1 is reported as a failure.
-Exit status: 0 when every check passes, 1 when one fails, 2 when Chromium or websocket-client is missing.
+The site needs no network: a request that leaves 127.0.0.1 is reported as a failure. It prints each page it
+opened and, at the end, every screenshot it saved (path and size).
+Exit status: 0 when every check passes, 1 when one fails, 2 when Chromium or websocket-client is missing
+(skipped) outside CI; under CI (``CI=true``, as ``.ci/run`` sets it) a missing browser is a failure, 1.
 """
 
 from __future__ import annotations
@@ -225,6 +227,20 @@ def draws(rel: str) -> bool:
     return any("matplotlib" in "".join(c["source"]) or "trace.plot" in "".join(c["source"]) for c in cells)
 
 
+def under_ci() -> bool:
+    """Whether this runs under CI (``CI`` set to true, 1 or yes), where nothing may be skipped."""
+    return os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def missing(what: str) -> int:
+    """A missing prerequisite: a skip (2) locally, a loud failure (1) under CI."""
+    if under_ci():
+        print(f"check_site: FAILED, {what}: the browser check cannot be skipped under CI", file=sys.stderr)
+        return 1
+    print(f"check_site: SKIPPED, {what}")
+    return 2
+
+
 def check(html: pathlib.Path, shots: pathlib.Path, binary: str) -> int:
     tutorials = sorted(p.relative_to(html).as_posix() for p in (html / "tutorials").glob("*.html"))
     if not tutorials:
@@ -232,6 +248,7 @@ def check(html: pathlib.Path, shots: pathlib.Path, binary: str) -> int:
         return 1
     shots.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
+    taken: list[str] = []
     with serve(html) as base, chromium(binary) as port:
         page = Page(port)
         try:
@@ -249,16 +266,22 @@ def check(html: pathlib.Path, shots: pathlib.Path, binary: str) -> int:
                     if target == rel:
                         w, h = page.screenshot(shots / f"{name}.png")
                         line += f", screenshot {shots / f'{name}.png'} ({w}x{h})"
+                        taken.append(f"{shots / f'{name}.png'} ({rel}, {w}x{h})")
                 print(line + ("" if not problems else f", {len(problems)} problems"))
                 for p in problems:
                     print(f"    {p}")
                 failures += [f"{rel}: {p}" for p in problems]
         finally:
             page.close()
+    print(f"check_site: {len(taken)} screenshots taken:")
+    for shot in taken:
+        print(f"    {shot}")
+    if len(taken) != len(SHOTS):
+        failures.append(f"{len(SHOTS) - len(taken)} of the screenshots {sorted(SHOTS)} were not taken")
     if failures:
         print(f"check_site: FAILED, {len(failures)} problems")
         return 1
-    print(f"check_site: ok ({len(pages)} pages, screenshots in {shots})")
+    print(f"check_site: ok ({len(pages)} pages, {len(taken)} screenshots in {shots})")
     return 0
 
 
@@ -269,13 +292,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     binary = os.environ.get("CHROMIUM") or find_chromium()
     if binary is None:
-        print("check_site: SKIPPED, no Chromium found (apt-get install chromium)")
-        return 2
+        return missing("no Chromium found (apt-get install chromium)")
     try:
         import websocket  # noqa: F401
     except ImportError:
-        print("check_site: SKIPPED, websocket-client is not installed (pip install websocket-client)")
-        return 2
+        return missing("websocket-client is not installed (pip install websocket-client)")
     html = pathlib.Path(args.html)
     if not (html / "index.html").exists():
         print(f"check_site: {html} has no index.html; build the site first")

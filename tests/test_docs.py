@@ -105,3 +105,19 @@ def test_the_repository_stands_alone():
             for word in outside if word in f.read_text(errors="ignore")]
     assert not hits, hits
     assert (DOCS / "design.md").exists() and re.search(r"^design$", (DOCS / "index.md").read_text(), re.M)
+
+
+def test_the_browser_check_fails_under_ci_when_chromium_is_missing(monkeypatch, capsys):
+    sys.path.insert(0, str(DOCS))
+    try:
+        import check_site
+    finally:
+        sys.path.pop(0)
+    monkeypatch.setattr(check_site, "find_chromium", lambda: None)
+    monkeypatch.delenv("CHROMIUM", raising=False)
+    monkeypatch.setenv("CI", "true")
+    assert check_site.main([]) == 1  # a failure, not a skip
+    assert "cannot be skipped under CI" in capsys.readouterr().err
+    monkeypatch.delenv("CI")
+    assert check_site.main([]) == 2  # a local run without a browser skips
+    assert "SKIPPED" in capsys.readouterr().out
