@@ -185,3 +185,25 @@ def test_bad_inputs_raise_eagerly_and_flag_under_jit():
         jax.random.PRNGKey(0), jnp.asarray(x).at[0, 0].set(jnp.nan), x, method="sinkhorn"
     )
     assert not bool(fp.valid) and np.isnan(float(fp.pair_cost))
+
+
+def test_a_batch_of_problems_under_vmap_and_sns_outputs():
+    rng = np.random.default_rng(4)
+    xs = rng.normal(size=(3, 12, 2)).astype(np.float32)
+    ys = (rng.normal(size=(3, 12, 2)) + 1.0).astype(np.float32)
+    solve = jax.vmap(lambda x, y: otf.sinkhorn(otf.PointCloud(x, y, epsilon=0.01, relative_epsilon="mean")))
+    outs = solve(xs, ys)
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    batched = jax.jit(jax.vmap(lambda k, o: (otf.sample_conditional(k, o), otf.greedy_matching(o))))(keys, outs)
+    for i in range(3):
+        c = sq_cost(xs[i], ys[i])
+        one = otf.sinkhorn(otf.PointCloud(xs[i], ys[i], epsilon=0.01, relative_epsilon="mean"))
+        assert otf.sample_conditional(keys[i], one).cols.tolist() == batched[0].cols[i].tolist()
+        perm = np.asarray(batched[1].perm[i])
+        assert sorted(perm.tolist()) == list(range(12))
+        assert c[np.arange(12), perm].mean() <= 1.05 * c[linear_sum_assignment(c)].mean()
+    # an SNS output is sampled the same way: same problem, same key, (nearly) the same draws
+    geom = otf.Geometry(jnp.asarray(sq_cost(xs[0], ys[0]), jnp.float32), epsilon=0.5)
+    by_sns = otf.sample_conditional(keys[0], otf.sns(geom, tol=1e-5))
+    by_sinkhorn = otf.sample_conditional(keys[0], otf.sinkhorn(geom, tol=1e-5))
+    assert float((by_sns.cols == by_sinkhorn.cols).mean()) >= 11 / 12
