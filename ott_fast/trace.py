@@ -116,6 +116,12 @@ def sinkhorn_curve(
     ``schedule``, the duals (hence gaps) of checks made before epsilon reached its target are NaN: they are
     duals of another problem.
 
+    Args:
+        geom: the problem's geometry.  a, b: ``[n]``, ``[m]`` weights, uniform if ``None``.
+        label: the curve's name in plots and tables.
+        repeats: timed runs after a compiling one; the fastest counts (:func:`best_time`).
+        **kwargs: passed to :func:`~ott_fast.sinkhorn`.
+
     Example:
         >>> import jax, ott_fast as otf
         >>> geom = otf.Geometry(jax.random.uniform(jax.random.PRNGKey(0), (30, 40)), epsilon=0.05)
@@ -156,6 +162,12 @@ def sns_curve(
     """The curve of :func:`~ott_fast.sns` on ``geom`` with ``kwargs``. Seconds: the solve timed at every
     Newton budget (the warm-up's share in proportion to its iterations), with a progress bar over the
     budgets (``progress=False``: silent; the bar advances between timed solves, never inside one).
+
+    Args:
+        geom: the problem's geometry.  a, b: ``[n]``, ``[m]`` weights, uniform if ``None``.
+        label: the curve's name in plots and tables.
+        repeats: timed runs per budget after a compiling one; the fastest counts (:func:`best_time`).
+        progress: show the progress bar over the budgets.  **kwargs: passed to :func:`~ott_fast.sns`.
 
     Example:
         >>> import jax, ott_fast as otf
@@ -203,6 +215,11 @@ def with_gaps(curves: Sequence[Curve]) -> list[Curve]:
 def plot(curves: Sequence[Curve], *, axes: Any = None, title: str | None = None) -> Any:
     """Error (top) and optimality gap (bottom) against iterations (left) and seconds (right), log scales, on
     one matplotlib figure (needs ``matplotlib``). Returns the figure.
+
+    Args:
+        curves: the curves to draw (with gaps from :func:`with_gaps` for the bottom row).
+        axes: a ``2 x 2`` array of matplotlib axes to draw on, or ``None`` for a new figure.
+        title: the figure's title.
 
     Example:
         >>> import numpy as np

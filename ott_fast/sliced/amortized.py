@@ -44,6 +44,10 @@ def init_amortized(key: Array, d: int, hidden: int = 16, dtype: Any = jnp.float3
     """Parameters of the attention block: ``wq``, ``wk`` ``[d, h]``, ``wv`` ``[d, d]`` (scaled Gaussians) and
     biases ``bq``, ``bk`` ``[h]``, ``bv`` ``[d]`` (zeros).
 
+    Args:
+        key: a PRNG key (the weights' draws).  d: the points' dimension.
+        hidden: ``h``, the width of the query and key projections.  dtype: the parameters' dtype.
+
     Example:
         >>> import jax, ott_fast as otf
         >>> sorted(otf.init_amortized(jax.random.PRNGKey(0), 3))
@@ -73,6 +77,11 @@ def apply_amortized(
     params: dict[str, Array], x: Any, y: Any, a: Any = None, b: Any = None, *, attention: str = "efficient"
 ) -> Array:
     """The vMF location ``epsilon[d]`` (unit norm) predicted for the clouds ``x[n, d]``, ``y[m, d]``.
+
+    Args:
+        params: from :func:`init_amortized`.
+        x, y: ``[n, d]``, ``[m, d]`` points.  a, b: ``[n]``, ``[m]`` weights (the pooling's), uniform if ``None``.
+        attention: ``"efficient"`` (linear in the number of points) or ``"full"`` (softmax attention).
 
     Example:
         >>> import jax, jax.numpy as jnp, ott_fast as otf

@@ -107,6 +107,13 @@ def max_sliced_wasserstein(
     ``learning_rate``) on the sphere; the best final direction wins. The landscape has local maxima, so the
     result is a lower bound of the true Max-SW.
 
+    Args:
+        key: a PRNG key (the random starts).
+        x, y: ``[n, d]``, ``[m, d]`` points.  a, b: ``[n]``, ``[m]`` weights, uniform if ``None``.
+        p: the ground cost's power.  n_steps: ascent steps (static).  n_restarts: random starts (static).
+        learning_rate, optimizer: Adam at ``learning_rate`` unless an optax ``optimizer`` is given.
+        root: return ``value ** (1 / p)`` (finite gradient at ``x == y``).
+
     Example:
         >>> import jax, jax.numpy as jnp, ott_fast as otf
         >>> x = jax.random.normal(jax.random.PRNGKey(0), (200, 3)) * jnp.array([1.0, 0.1, 0.1])
@@ -214,6 +221,13 @@ def vmf_sliced_wasserstein(
     Differentiable in the points and in ``location`` (the v-DSW inner objective; the amortized model feeds
     its output here).
 
+    Args:
+        key: a PRNG key (the vMF draws).
+        x, y: ``[n, d]``, ``[m, d]`` points.  a, b: ``[n]``, ``[m]`` weights, uniform if ``None``.
+        location: ``[d]`` the vMF mean direction (unit norm).  kappa: its concentration (``> 0``).
+        n_projections: draws (static).  p: the ground cost's power.
+        root: return ``value ** (1 / p)`` (finite gradient at ``x == y``).
+
     Example:
         >>> import jax, jax.numpy as jnp, ott_fast as otf
         >>> x = jax.random.normal(jax.random.PRNGKey(0), (100, 3))
@@ -251,6 +265,15 @@ def vmf_distributional_sliced_wasserstein(
     The location starts at ``location`` (e.g. the previous solution, to warm start a training loop) or at
     a random direction, and takes ``n_steps`` Riemannian optax steps, each on ``n_projections`` fresh
     reparameterised vMF draws. ``value`` is the objective at the found location on fresh draws.
+
+    Args:
+        key: a PRNG key (the start and the draws).
+        x, y: ``[n, d]``, ``[m, d]`` points.  a, b: ``[n]``, ``[m]`` weights, uniform if ``None``.
+        kappa: the vMF concentration (``> 0``).  n_projections: draws per step and for the value (static).
+        p: the ground cost's power.  n_steps: ascent steps (static).
+        learning_rate, optimizer: Adam at ``learning_rate`` unless an optax ``optimizer`` is given.
+        location: ``[d]`` starting location, or ``None`` for a random one.
+        root: return ``value ** (1 / p)`` (finite gradient at ``x == y``).
 
     Example:
         >>> import jax, jax.numpy as jnp, ott_fast as otf

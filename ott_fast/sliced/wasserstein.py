@@ -219,6 +219,11 @@ def directions(key: Array, n_projections: int, d: int, kind: str = "mc", dtype: 
     random rotation; ``"orthogonal"`` rows of ``ceil(L / d)`` independent random orthonormal bases.
     ``dtype``: default float32 (float64 under ``jax_enable_x64``).
 
+    Args:
+        key: a PRNG key (there is no default key).
+        n_projections: the number of directions ``L`` (static).  d: the dimension (static).
+        kind: ``"mc"``, ``"qmc"`` or ``"orthogonal"``, as above.  dtype: as above.
+
     Example:
         >>> import jax, ott_fast as otf
         >>> otf.sliced_directions(jax.random.PRNGKey(0), 10, 3, "qmc").shape
@@ -365,6 +370,11 @@ def control_variates(
     ``C = (theta^T dm)^2 + theta^T S_x theta + theta^T S_y theta`` and ``E C = (|dm|^2 + tr S_x + tr S_y) / d``,
     with ``dm`` the difference of the (weighted) means and ``S`` the biased covariances. They bound the 1-D
     ``W_2^2`` of the Gaussian approximations of the projected measures from below and above.
+
+    Args:
+        theta: ``[L, d]`` unit directions.
+        x, y: ``[n, d]``, ``[m, d]`` points.  a, b: ``[n]``, ``[m]`` weights, uniform if ``None``.
+        kind: ``"cv_lower"`` or ``"cv_upper"``, as above.
 
     Example:
         >>> import jax, jax.numpy as jnp, ott_fast as otf
