@@ -55,13 +55,22 @@ def test_curves_of_every_solver_on_one_problem(geom):
     assert len(fig.axes) == 4 and len(fig.axes[0].lines) == len(curves)
 
 
-def test_sinkhorn_curve_is_the_solvers_trace(geom):
+def _pot_l1_error(cost, a, b, eps, iterations):
+    """The L1 marginal error of POT's log-domain Sinkhorn plan after ``iterations`` iterations. POT updates
+    the column potential first; on the transposed problem it makes ott_fast's updates in ott_fast's order
+    (rows, then columns), so with uniform weights the plans are the same iterates."""
+    import ot
+
+    plan = ot.sinkhorn(b, a, cost.T, eps, method="sinkhorn_log", stopThr=0.0, numItermax=iterations, warn=False).T
+    return np.abs(plan.sum(1) - a).sum() + np.abs(plan.sum(0) - b).sum()
+
+
+def test_sinkhorn_curve_is_pots_sinkhorn_iterate_by_iterate(geom):
+    """Plain Sinkhorn's curve: at each of its iteration counts, the error POT's independent solve has after
+    as many iterations (a curve shifted by one iteration, or measuring another error, is off by 10-30%)."""
     curve = trace.sinkhorn_curve(geom, tol=1e-6, acceleration="none", max_iters=5000, repeats=1)
-    out = otf.sinkhorn(geom, tol=1e-6, acceleration="none", max_iters=5000)
-    errs = np.asarray(out.errors)
-    np.testing.assert_allclose(curve.errors, errs[np.isfinite(errs)])
-    assert curve.iterations[-1] == int(out.n_iters)
-    plan = np.asarray(out.matrix)
+    assert curve.errors[-1] <= 1e-6 < curve.errors[0] and len(curve.iterations) >= 5
+    cost = np.asarray(geom.cost_matrix)
     a, b = np.full(60, 1 / 60), np.full(50, 1 / 50)
-    real = np.abs(plan.sum(1) - a).sum() + np.abs(plan.sum(0) - b).sum()  # the L1 error recomputed from the plan
-    np.testing.assert_allclose(curve.errors[-1], real, rtol=1e-6, atol=1e-12)
+    ref = [_pot_l1_error(cost, a, b, 0.02, int(k)) for k in curve.iterations]
+    np.testing.assert_allclose(curve.errors, ref, rtol=1e-8)
