@@ -1,12 +1,13 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from conftest import random_problem
 
 import ott_fast as otf
 
 
-def test_zero_for_equal_measures_and_positive_otherwise(x64):
+def test_matches_pot_and_positive_for_different_measures(x64):
     x, y, a, b = random_problem(seed=0)
     import ot
 
@@ -28,6 +29,22 @@ def test_zero_for_equal_measures_and_positive_otherwise(x64):
 
     w2 = ot.emd2(a, b, ((x[:, None] - y[None]) ** 2).sum(-1))
     assert abs(s_small / w2 - 1) < 0.05
+
+
+@pytest.mark.parametrize("eps", [0.2, 1.0, 5.0])
+def test_zero_for_equal_measures(eps, x64):
+    """S(mu, mu) = 0 exactly (the closed form: the debiasing terms cancel the cross term), here for one
+    weighted measure given as two differently ordered point lists, so no shortcut on equal inputs can pass.
+    Without the debiasing, the entropic cost of (mu, mu) alone is far from 0 at these epsilons."""
+    x, _, a, _ = random_problem(n=30, seed=2)
+    perm = np.random.default_rng(0).permutation(len(x))
+    s = float(otf.sinkhorn_divergence(x, x[perm], a, a[perm], epsilon=eps, tol=1e-12, max_iters=50_000))
+    biased = float(otf.sinkhorn(otf.PointCloud(x, x[perm], epsilon=eps), a, a[perm], tol=1e-12).reg_ot_cost)
+    assert abs(s) <= 1e-9 < 1e-3 < abs(biased), (s, biased)
+    # shifted by 0.1 along one axis, the measures differ: the divergence is positive again
+    s_moved = float(otf.sinkhorn_divergence(x, x[perm] + np.eye(1, 2)[0] * 0.1, a, a[perm], epsilon=eps, tol=1e-12,
+                                            max_iters=50_000))
+    assert s_moved > 1e-6
 
 
 def test_divergence_gradient_matches_finite_differences(x64):
