@@ -3,10 +3,11 @@ small-epsilon Sinkhorn plan.
 
 - :func:`exact_matching`: ``optax.assignment.hungarian_algorithm`` on a square cost matrix (``O(n^3)``
   time, ``O(n^2)`` memory; batched under ``jax.vmap``).
-- :func:`greedy_matching`: a permutation read off a solved plan without forming it: every row's argmax
-  column (one pass of the kernel); where several rows pick one column the row of largest ``P_ij`` keeps it,
-  and the others, in decreasing order of their best ``P_ij``, take their best free column (one kernel row
-  each). ``O(n m)`` time, ``O(k m)`` memory online. With a small epsilon the plan is close to a permutation
+- :func:`greedy_matching`: a permutation read off a solved plan without forming it: in rounds, every row
+  still unmatched proposes its best free column (one pass of the kernel per round) and each column takes the
+  proposal of largest ``P_ij``; after 16 rounds the rows left, in decreasing order of their best ``P_ij``, take
+  their best free column one by one (one kernel row each). ``O(n m)`` time per round, ``O(k m)`` memory
+  online. With a small epsilon the plan is close to a permutation
   and few rows conflict; the cost gap to the exact matching is what :func:`sinkhorn_matching` reports
   against :func:`exact_matching` in the tests and benchmarks.
 - :func:`sinkhorn_matching`: points in, :func:`~ott_fast.sinkhorn` at a small relative epsilon, then
@@ -30,6 +31,8 @@ from ott_fast.geometry import PointCloud
 Array = jax.Array
 
 __all__ = ["Matching", "exact_matching", "greedy_matching", "sinkhorn_matching"]
+
+_ROUNDS = 16  # parallel proposal rounds of greedy_matching before its row-by-row fallback
 
 
 class Matching(NamedTuple):
@@ -122,8 +125,9 @@ def pair_costs(kern: Any, rows: Array, cols: Array) -> Array:
 def greedy_matching(out: Any) -> Matching:
     """A permutation read off a solved plan (near-exact for a small epsilon), without forming the plan.
 
-    Each row takes its argmax column; a column picked by several rows goes to the one with the largest
-    ``P_ij``; the other rows, in decreasing order of their best ``P_ij``, take their best free column.
+    In rounds, each unmatched row proposes its argmax among the free columns and a column proposed by several
+    rows goes to the one with the largest ``P_ij`` (one pass of the kernel per round); after 16 rounds the
+    rows left, in decreasing order of their best ``P_ij``, take their best free column one at a time.
 
     Args:
         out: a :class:`~ott_fast.SinkhornOutput` or :class:`~ott_fast.SNSOutput` with ``n <= m`` (equal uniform
@@ -145,17 +149,31 @@ def greedy_matching(out: Any) -> Matching:
     n, m = kern.shape
     if n > m:
         raise ValueError(f"out: a matching needs n <= m (every row gets its own column), got n = {n}, m = {m}.")
-    cols, best = all_rows_argmax(out, None)
-    value = best + out.f * inv + jnp.log(out.a.astype(best.dtype))  # log P_{i, cols[i]}
-    value = jnp.where(jnp.isnan(value), -jnp.inf, value)
     idx = jnp.arange(n, dtype=jnp.int32)
-    top = jax.ops.segment_max(value, cols, num_segments=m)
-    first = jax.ops.segment_min(jnp.where(value == top[cols], idx, n), cols, num_segments=m)
-    winner = first[cols] == idx
-    taken = jnp.zeros((m,), bool).at[cols].max(winner)
-    perm = jnp.where(winner, cols, -1).astype(jnp.int32)
-    order = jnp.argsort(jnp.where(winner, jnp.inf, -value)).astype(jnp.int32)
-    left = n - jnp.sum(winner)
+    row_term = out.f * inv + jnp.log(out.a.astype(v.dtype))
+
+    def round_(state: tuple[Array, Array, Array, Array]) -> tuple[Array, Array, Array, Array]:
+        # every unmatched row proposes its best free column; each column takes its best proposal
+        r, perm, taken, _ = state
+        cols, best = all_rows_argmax(out, None, jnp.where(taken, -jnp.inf, v))
+        value = best + row_term  # log P_{i, cols[i]}
+        propose = (perm < 0) & jnp.isfinite(value)
+        value = jnp.where(propose, value, -jnp.inf)
+        top = jax.ops.segment_max(value, cols, num_segments=m)
+        first = jax.ops.segment_min(jnp.where(propose & (value == top[cols]), idx, n), cols, num_segments=m)
+        winner = propose & (first[cols] == idx)
+        perm = jnp.where(winner, cols, perm).astype(jnp.int32)
+        return r + 1, perm, taken.at[cols].max(winner), jnp.where(perm < 0, best + row_term, jnp.inf)
+
+    def more(state: tuple[Array, Array, Array, Array]) -> Array:
+        r, perm, _, _ = state
+        return (r < _ROUNDS) & jnp.any(perm < 0)
+
+    init = (jnp.zeros((), jnp.int32), jnp.full((n,), -1, jnp.int32), jnp.zeros((m,), bool), jnp.zeros((n,), v.dtype))
+    _, perm, taken, value = jax.lax.while_loop(more, round_, round_(init))
+    order = jnp.argsort(jnp.where(perm >= 0, jnp.inf, -jnp.where(jnp.isnan(value), -jnp.inf, value)))
+    order = order.astype(jnp.int32)
+    left = jnp.sum(perm < 0)
     data = row_data(kern)
     low = jnp.finfo(kern.dtype).min
 
@@ -177,7 +195,7 @@ def sinkhorn_matching(
     x: Any,
     y: Any,
     *,
-    epsilon: float = 1e-3,
+    epsilon: float = 5e-3,
     relative_epsilon: Literal["mean", "std"] | None = "mean",
     tol: float = 1e-3,
     max_iters: int = 2000,
@@ -190,7 +208,9 @@ def sinkhorn_matching(
 
     Args:
         x, y: ``[n, d]`` points (``n`` equal).
-        epsilon: entropic regularisation, relative to the mean cost by default (``relative_epsilon``).
+        epsilon: entropic regularisation, relative to the mean cost by default (``relative_epsilon``). At
+            n = 1024 (8 Gaussians against a normal cloud, d = 2 and 64), ``5e-3`` gave matchings 0.35% above
+            the exact cost, ``1e-3`` 0.25-0.3% in about four times as many iterations.
         relative_epsilon: ``"mean"``, ``"std"`` or ``None`` (absolute epsilon).
         tol, max_iters: Sinkhorn's stopping rule (L1 marginal error, iteration cap).
         chunk_size: ``None`` (dense) or the rows per chunk of an online geometry.

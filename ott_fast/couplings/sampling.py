@@ -98,10 +98,12 @@ def _argmax_block(z: Array) -> tuple[Array, Array]:
     return jnp.argmax(z, axis=1).astype(jnp.int32), jnp.max(z, axis=1)
 
 
-def all_rows_argmax(out: Any, key: Array | None) -> tuple[Array, Array]:
+def all_rows_argmax(out: Any, key: Array | None, v: Array | None = None) -> tuple[Array, Array]:
     """``(cols[n], best[n])``: per row, the argmax over ``j`` of ``log P_ij - log a_i - f_i / eps`` plus the
-    Gumbel noise of draw ``i`` (none when ``key`` is ``None``), and that maximum. One pass of ``kernel.scan``."""
-    kern, v, inv = problem(out)
+    Gumbel noise of draw ``i`` (none when ``key`` is ``None``), and that maximum. One pass of ``kernel.scan``.
+    ``v`` replaces the column term ``g / eps + log b`` (``-inf`` entries hide columns)."""
+    kern, v0, inv = problem(out)
+    v = v0 if v is None else v
     n, m = kern.shape
 
     def body(acc: None, blk: Any, ids: Array) -> tuple[None, tuple[Array, Array]]:
