@@ -167,7 +167,8 @@ def sns_curve(
         geom: the problem's geometry.  a, b: ``[n]``, ``[m]`` weights, uniform if ``None``.
         label: the curve's name in plots and tables.
         repeats: timed runs per budget after a compiling one; the fastest counts (:func:`best_time`).
-        progress: show the progress bar over the budgets.  **kwargs: passed to :func:`~ott_fast.sns`.
+        progress: show the progress bar over the budgets.
+        **kwargs: passed to :func:`~ott_fast.sns`.
 
     Example:
         >>> import jax, ott_fast as otf
