@@ -17,7 +17,7 @@ Example:
 
 from ott_fast.couplings.flow import FlowPairs, flow_matching_pairs, plan_entropy
 from ott_fast.couplings.matching import Matching, exact_matching, greedy_matching, sinkhorn_matching
-from ott_fast.couplings.rounding import RoundedPlan, round_plan
+from ott_fast.couplings.rounding import RoundedCoupling, RoundedPlan, round_output, round_plan
 from ott_fast.couplings.sampling import Pairs, argmax_coupling, sample_conditional, sample_joint
 
 __all__ = [
@@ -27,6 +27,8 @@ __all__ = [
     "argmax_coupling",
     "RoundedPlan",
     "round_plan",
+    "RoundedCoupling",
+    "round_output",
     "Matching",
     "exact_matching",
     "greedy_matching",
