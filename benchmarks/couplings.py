@@ -109,8 +109,15 @@ def run_case(n: int, d: int, epsilons: tuple[float, ...], exact_max: int, repeat
         secs, out = best_time(lambda fn=fn, rel=rel: fn(key, x0, x1, rel), repeats=repeats)
         name = f"ott_fast sinkhorn eps={rel:g}" + ("" if ch is None else f" (online, {ch} rows)")
         rows.append(
-            _row(name, secs, float(out.plan_cost), float(out.pair_cost), _jax_bytes(fn, key, x0, x1, rel),
-                 converged=bool(out.converged), entropy_ratio=float(out.entropy_ratio))
+            _row(
+                name,
+                secs,
+                float(out.plan_cost),
+                float(out.pair_cost),
+                _jax_bytes(fn, key, x0, x1, rel),
+                converged=bool(out.converged),
+                entropy_ratio=float(out.entropy_ratio),
+            )
         )
     near = jax.jit(lambda a, b: otf.sinkhorn_matching(a, b, epsilon=5e-3, chunk_size=chunk, tol=TOL))
     secs, out = best_time(lambda: near(x0, x1), repeats=repeats)
@@ -154,16 +161,26 @@ def _ott_jax(x0: np.ndarray, x1: np.ndarray, eps: float, repeats: int, run: bool
     jf = jax.jit(fn)
     key = jax.random.PRNGKey(0)
     if not run:  # its dense plan alone is 4 n^2 bytes: compiled for the memory it would take, not run
-        return _row("ott-jax match_linear+sample_joint", float("nan"), None, None, _jax_bytes(fn, key, x0, x1),
-                    error=None, note="compiled only")
+        return _row(
+            "ott-jax match_linear+sample_joint",
+            float("nan"),
+            None,
+            None,
+            _jax_bytes(fn, key, x0, x1),
+            error=None,
+            note="compiled only",
+        )
     try:
         secs, (p, i, j) = best_time(lambda: jf(key, x0, x1), repeats=repeats)
     except Exception as err:  # noqa: BLE001 -- out of memory at large n: recorded, not fatal
         return _row("ott-jax match_linear+sample_joint", float("nan"), None, None, None, error=repr(err)[:200])
     c = _sq(x0, x1)
     return _row(
-        "ott-jax match_linear+sample_joint", secs, float((np.asarray(p, np.float64) * c).sum()),
-        float(c[np.asarray(i), np.asarray(j)].mean()), _jax_bytes(fn, key, x0, x1),
+        "ott-jax match_linear+sample_joint",
+        secs,
+        float((np.asarray(p, np.float64) * c).sum()),
+        float(c[np.asarray(i), np.asarray(j)].mean()),
+        _jax_bytes(fn, key, x0, x1),
     )
 
 

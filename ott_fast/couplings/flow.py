@@ -154,9 +154,7 @@ def flow_matching_pairs(
     true = jnp.ones((), bool)
     if method == "independent":
         cols = jax.random.permutation(key, n).astype(jnp.int32)
-        mean_cost = (
-            jnp.mean(jnp.sum(a0 * a0, 1)) + jnp.mean(jnp.sum(a1 * a1, 1)) - 2 * jnp.dot(a0.mean(0), a1.mean(0))
-        )
+        mean_cost = jnp.mean(jnp.sum(a0 * a0, 1)) + jnp.mean(jnp.sum(a1 * a1, 1)) - 2 * jnp.dot(a0.mean(0), a1.mean(0))
         ratio, ok, converged = jnp.ones((), dtype), finite, true
     elif method == "exact":
         match = exact_matching(PointCloud(a0, a1, epsilon=1.0).cost_matrix)

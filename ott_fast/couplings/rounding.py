@@ -173,8 +173,10 @@ def round_output(out: Any) -> RoundedCoupling:
     a, b = out.a.astype(out.f.dtype), out.b.astype(out.f.dtype)
     la, lb = dual.safe_log(a), dual.safe_log(b)
     log_r, log_c = dual.exact_sums(out.f, out.g, kern, a, b)  # r(P) = a exp(log_r), c(P) = b exp(log_c)
-    bound = 2.0 * (jnp.sum(dual.weighted(a, jnp.abs(jnp.exp(log_r) - 1.0)))
-                   + jnp.sum(dual.weighted(b, jnp.abs(jnp.exp(log_c) - 1.0))))
+    bound = 2.0 * (
+        jnp.sum(dual.weighted(a, jnp.abs(jnp.exp(log_r) - 1.0)))
+        + jnp.sum(dual.weighted(b, jnp.abs(jnp.exp(log_c) - 1.0)))
+    )
     f1 = out.f + eps * jnp.where(a > 0, jnp.minimum(-log_r, 0.0), 0.0)  # rows scaled to at most a
     log_c1 = kern.col_lse_exact(f1 * inv + la, out.g * inv, inv)
     g1 = out.g + eps * jnp.where(b > 0, jnp.minimum(-log_c1, 0.0), 0.0)  # columns scaled to at most b

@@ -244,8 +244,10 @@ def sample_joint(key: Array, out: Any, num: int, replace: bool = True) -> Pairs:
         if num > n:
             raise ValueError(f"num: {num} pairs without replacement need num <= n = {n}; pass replace=True.")
         if val.is_concrete(out.a) and out.a.ndim == 1 and int(np.sum(np.asarray(out.a) > 0)) < num:
-            raise ValueError(f"num: {num} distinct rows asked, but only {int(np.sum(np.asarray(out.a) > 0))} "
-                             "have positive weight; pass replace=True or a smaller num.")
+            raise ValueError(
+                f"num: {num} distinct rows asked, but only {int(np.sum(np.asarray(out.a) > 0))} "
+                "have positive weight; pass replace=True or a smaller num."
+            )
     ok = output_is_valid(out)
     k_rows, k_cols = jax.random.split(key)
     log_r = row_marginal_log(out)
