@@ -89,6 +89,11 @@ def test_compiled_online_sampler_holds_no_n_by_m_buffer():
         # a chunk is 64 x 2048 entries, 1/32 of the plan; its log-plan block and Gumbel noise take ~5 of them
         assert temp < n * m * 4 / 4, temp
     assert bool(otf.sample_conditional(key, out).valid)
+    # a stored matrix is swept in row chunks too: the temporaries are a few 4 MiB chunks, not a few n x m
+    big = jax.random.uniform(key, (4 * n, m))  # 128 MiB: the temporaries stay ~17 MB whatever n
+    dense = otf.sinkhorn(otf.Geometry(big, epsilon=0.1), tol=0.0, max_iters=5)
+    temp = jax.jit(otf.sample_conditional).lower(key, dense).compile().memory_analysis().temp_size_in_bytes
+    assert temp < big.size * 4 / 3, temp
 
 
 def _round_numpy(p, a, b):

@@ -4,8 +4,9 @@ The plan of a solve is ``P_ij = a_i b_j exp((f_i + g_j - C_ij) / eps)``. Its row
 conditional ``P(j | i) ∝ b_j exp((g_j - C_ij) / eps)`` (``f_i`` is a row constant). Every sampler here draws
 ``j`` by the Gumbel-max trick, ``j = argmax_j [(g_j - C_ij) / eps + log b_j + G_ij]`` with ``G_ij`` i.i.d.
 Gumbel(0, 1), one row block at a time through the geometry's :class:`~ott_fast.geometry.Kernel` (its
-``scan`` / ``blocks`` and ``log_block``): a dense geometry reads its stored matrix, an online one recomputes
-its costs chunk by chunk, so memory stays ``O(k m)`` for a ``k``-row chunk and never ``n x m``.
+``scan`` / ``blocks`` and ``log_block``): a dense geometry reads its stored matrix in row chunks of about
+``2**20`` entries, an online one recomputes its costs chunk by chunk, so the sampler's own memory stays
+``O(k m)`` for a ``k``-row chunk (its log-plan chunk and noise, about four chunks) and never ``n x m``.
 
 The noise of draw ``s`` is ``gumbel(fold_in(key, s), (m,))``: the same key gives the same draws on a dense
 and an online geometry of the same points (up to the rounding of their costs), and on one device or many.
@@ -87,6 +88,11 @@ def problem(out: Any) -> tuple[Any, Array, Array]:
     return kern, out.g * inv + jnp.log(out.b.astype(out.g.dtype)), inv
 
 
+# Entries per row chunk when sampling a stored matrix (4 MiB of float32): a large dense plan is swept in row
+# chunks, so the sampler's temporaries (the log-plan chunk, its noise) stay a few chunks, not a few n x m.
+_DENSE_BLOCK = 1 << 20
+
+
 def _gumbel_rows(key: Array | None, ids: Array, m: int, dtype: Any) -> Array | float:
     """``[k, m]`` Gumbel noise, row ``s`` from ``fold_in(key, ids[s])`` (0 when ``key`` is ``None``)."""
     if key is None:
@@ -105,6 +111,9 @@ def all_rows_argmax(out: Any, key: Array | None, v: Array | None = None) -> tupl
     kern, v0, inv = problem(out)
     v = v0 if v is None else v
     n, m = kern.shape
+    if kern.blocks()[1] == n and n * m > _DENSE_BLOCK:  # a large stored matrix: row chunks, not one n x m pass
+        ids = jnp.arange(n, dtype=jnp.int32)
+        return some_rows_argmax(out, ids, ids, key, v, max(1, _DENSE_BLOCK // m))
 
     def body(acc: None, blk: Any, ids: Array) -> tuple[None, tuple[Array, Array]]:
         z = kern.log_block(blk, jnp.zeros(ids.shape, kern.dtype), v, inv)
@@ -118,29 +127,39 @@ def row_data(kern: Any) -> Array:
     """The kernel's row data in row order, ``[n, ...]`` (a dense kernel's cost rows, an online one's
     points): ``kern.cost_block(row_data(kern)[rows])`` are the costs of those rows."""
     blocks, _ = kern.blocks()
+    if blocks.shape[0] == 1:  # one block (a stored matrix): the block itself, no reordering copy
+        return blocks[0][: kern.shape[0]]
     return unstride(blocks, kern.shape[0])
 
 
-def some_rows_argmax(out: Any, rows: Array, ids: Array, key: Array | None) -> Array:
-    """``cols[k]``: for each ``rows[s]``, the Gumbel-max draw ``s`` (noise ``fold_in(key, ids[s])``) of its
-    conditional, in chunks of the kernel's block size (``O(chunk x m)`` memory)."""
-    kern, v, inv = problem(out)
-    m = kern.shape[1]
+def some_rows_argmax(
+    out: Any, rows: Array, ids: Array, key: Array | None, v: Array | None = None, chunk: int | None = None
+) -> tuple[Array, Array]:
+    """``(cols[k], best[k])``: for each ``rows[s]``, the Gumbel-max draw ``s`` (noise ``fold_in(key, ids[s])``)
+    of its conditional and its maximum, in chunks of ``chunk`` rows (default: the kernel's block size, at most
+    :data:`_DENSE_BLOCK` entries for a stored matrix), so ``O(chunk x m)`` memory. ``v`` as in
+    :func:`all_rows_argmax`."""
+    kern, v0, inv = problem(out)
+    v = v0 if v is None else v
+    n, m = kern.shape
     data = row_data(kern)
     num = rows.shape[0]
-    c = max(1, min(kern.blocks()[1], num))
+    k = kern.blocks()[1]
+    if chunk is None:
+        chunk = max(1, _DENSE_BLOCK // m) if k == n else k
+    c = max(1, min(chunk, num))
     nb = -(-num // c)
     pad = nb * c - num
     rows_p = jnp.concatenate([rows, jnp.zeros((pad,), rows.dtype)]).reshape(nb, c)
     ids_p = jnp.concatenate([ids, jnp.zeros((pad,), ids.dtype)]).reshape(nb, c)
 
-    def step(acc: None, inp: tuple[Array, Array]) -> tuple[None, Array]:
+    def step(acc: None, inp: tuple[Array, Array]) -> tuple[None, tuple[Array, Array]]:
         r, s = inp
         z = kern.log_block(data[r], jnp.zeros((c,), kern.dtype), v, inv)
-        return acc, _argmax_block(z + _gumbel_rows(key, s, m, kern.dtype))[0]
+        return acc, _argmax_block(z + _gumbel_rows(key, s, m, kern.dtype))
 
-    _, cols = jax.lax.scan(step, None, (rows_p, ids_p))
-    return cols.reshape(-1)[:num]
+    _, (cols, best) = jax.lax.scan(step, None, (rows_p, ids_p))
+    return cols.reshape(-1)[:num], best.reshape(-1)[:num]
 
 
 def _finish(rows: Array, cols: Array, ok: Array) -> Pairs:
@@ -259,5 +278,5 @@ def sample_joint(key: Array, out: Any, num: int, replace: bool = True) -> Pairs:
     else:
         scores = log_r + jax.random.gumbel(k_rows, (n,), log_r.dtype)
         rows = jax.lax.top_k(scores, int(num))[1].astype(jnp.int32)
-    cols = some_rows_argmax(out, rows, jnp.arange(num, dtype=jnp.int32), k_cols)
+    cols, _ = some_rows_argmax(out, rows, jnp.arange(num, dtype=jnp.int32), k_cols)
     return _finish(rows, cols, ok)
