@@ -36,7 +36,9 @@ __all__ = [
     "chunk_members",
     "in_chunks",
     "throw_on_failure",
+    "throw_unless_converged",
     "while_loop",
+    "STOP_MARGIN",
 ]
 
 
@@ -93,6 +95,12 @@ def describe(status: Any) -> str:
         'hit max_iters before the marginal error reached tol'
     """
     return _MESSAGES[int(np.asarray(status))]
+
+
+# The loops stop at STOP_MARGIN * tol on their running error: it rounds differently from finalize's exact recount
+# of the returned potentials, and stopping a little below tol keeps a solve that meets tol there from coming
+# back UNVERIFIED (its costs then NaN). Every solver's loop uses it.
+STOP_MARGIN = 0.9
 
 
 class Finalized(NamedTuple):
@@ -165,6 +173,19 @@ def throw_on_failure(solver: str, status: Array) -> None:
     """With ``throw=True``: raises at run time, under ``jit`` too, when a solve saw invalid input or
     non-finite values (a host callback, so it costs a device-to-host sync: opt-in only)."""
     jax.debug.callback(functools.partial(_raise_if_failed, solver), status)
+
+
+def _raise_unless_converged(name: str, status: Any) -> None:
+    codes = np.atleast_1d(np.asarray(status))
+    bad = [int(c) for c in codes if int(c) != Status.CONVERGED]
+    if bad:
+        raise RuntimeError(f"{name}: {describe(bad[0])} (status {bad[0]}); pass throw=False to get NaN instead.")
+
+
+def throw_unless_converged(name: str, status: Array) -> None:
+    """With ``throw=True``: raises at run time, under ``jit`` too, unless ``status`` is ``CONVERGED``: the
+    rule of every value derived from a solve (a divergence, a gap, a loss), which is NaN otherwise."""
+    jax.debug.callback(functools.partial(_raise_unless_converged, name), status)
 
 
 # ------------------------------------------------------------------------------- gradients and batching
