@@ -52,6 +52,7 @@ class _Static(NamedTuple):
     init_from_f: bool = False
     throw: bool = False
     anderson: int = 0  # Anderson memory; 0: off
+    symmetric: bool = False  # a symmetric problem (C = C^T, a = b): averaged updates of f = g, one sweep each
 
 
 class _Numerics(NamedTuple):
@@ -123,6 +124,8 @@ class SinkhornOutput(NamedTuple):
             (``otf.describe(out.status)`` says it in words).
         error: ``[]`` the L1 marginal error recomputed exactly from the returned ``f``, ``g`` (what
             ``converged`` was decided on); NaN for invalid input or non-finite values.
+        envelope: ``[]`` bool, whether gradients of ``reg_ot_cost`` hold the potentials fixed (True with
+            implicit differentiation, see :attr:`reg_ot_cost`).
 
     ``converged`` is a promise about the returned outputs: the plan they define meets ``tol``. On invalid
     input (seen in-graph) or non-finite values, ``f``, ``g`` and every cost are NaN. Derived quantities are
@@ -149,6 +152,7 @@ class SinkhornOutput(NamedTuple):
     duals: Array
     status: Array
     error: Array
+    envelope: Array
 
     @property
     def matrix(self) -> Array:
@@ -159,8 +163,16 @@ class SinkhornOutput(NamedTuple):
     def reg_ot_cost(self) -> Array:
         """Entropic cost ``<P, C> + eps KL(P | a b^T)`` (+ the KL marginal penalties if unbalanced).
 
-        Computed as the dual objective at ``(f, g)``, which equals it at the optimum."""
-        return self._masked(_dual.dual_objective_jit(self.f, self.g, self.geom, self.a, self.b, self.tau_a, self.tau_b))
+        Computed as the dual objective ``D(f, g)`` at the returned potentials, which equals it at the optimum.
+        Its gradient (with implicit differentiation, the default) is the envelope theorem's: ``D``'s partial
+        derivatives in the geometry, epsilon, the weights and ``tau`` at fixed ``(f, g)``, the exact gradient
+        of the optimal value (``dD/d(f, g) = 0`` there), with no linear solve. Differentiating through the
+        potentials instead would add ``dD/d(f, g) . d(f, g)/dtheta``, the residual at ``tol`` times an
+        ill-conditioned solve: in float32 at small epsilon that term is rounding noise larger than the
+        gradient itself. With ``implicit_diff=False`` the gradient goes through the unrolled iterations
+        (the derivative of exactly what was computed)."""
+        f, g = _frozen(self.f, self.envelope), _frozen(self.g, self.envelope)
+        return self._masked(_dual.dual_objective_jit(f, g, self.geom, self.a, self.b, self.tau_a, self.tau_b))
 
     @property
     def transport_cost(self) -> Array:
@@ -177,6 +189,13 @@ class SinkhornOutput(NamedTuple):
         failed = (self.status == driver.Status.INVALID_INPUT) | (self.status == driver.Status.NONFINITE)
         failed = jnp.reshape(failed, failed.shape + (1,) * (value.ndim - failed.ndim))
         return jnp.where(failed, jnp.nan, value)
+
+
+def _frozen(x: Array, envelope: Array) -> Array:
+    """``x`` held constant in gradients where ``envelope`` is True (a traced flag: batched outputs carry one
+    per member)."""
+    flag = jnp.reshape(envelope, jnp.shape(envelope) + (1,) * (x.ndim - jnp.ndim(envelope)))
+    return jnp.where(flag, jax.lax.stop_gradient(x), x)
 
 
 # --------------------------------------------------------------------------------------------- updates
@@ -228,6 +247,8 @@ def _first_iteration(geom: Kernel, a: Array, b: Array, g0: Array, num: _Numerics
     if static.init_from_f:
         g0 = -num.tau_b * eps1 * geom.col_lse_exact(g0 * inv1 + la, zm, inv1)
     f = -num.tau_a * eps1 * geom.row_lse_exact(zn, g0 * inv1 + lb, inv1)
+    if static.symmetric:
+        return _symmetric_start(geom, a, b, f, num, static)
     lc = geom.col_lse_exact(f * inv1 + la, zm, inv1)  # log col sums at g = 0
     g = -num.tau_b * eps1 * lc
     log_c = g * inv1 + lc
@@ -247,8 +268,36 @@ def _first_iteration(geom: Kernel, a: Array, b: Array, g0: Array, num: _Numerics
     return s._replace(err_prev=err, err_best=err)
 
 
+def _symmetric_start(geom: Kernel, a: Array, b: Array, f: Array, num: _Numerics, static: _Static) -> SinkhornState:
+    """The state after iteration 1 of a symmetric problem: ``g = f``, its row sums (the column sums too)."""
+    eps_t = geom.epsilon
+    inv2 = 1.0 / _eps_at(jnp.int32(2), eps_t, num)
+    log_r = geom.row_lse_exact(f * inv2, f * inv2 + _dual.safe_log(b), inv2)
+    n_checks = static.max_iters // static.check_every
+    nan = jnp.full((n_checks,), jnp.nan, dtype=f.dtype)
+    inf = jnp.asarray(jnp.inf, f.dtype)
+    no = jnp.zeros((), bool)
+    s = SinkhornState(f, f, log_r, log_r, jnp.int32(1), jnp.int32(0), jnp.ones((), f.dtype), inf, inf, nan, nan, no)
+    return s
+
+
+def _symmetric_iteration(geom: Kernel, lb: Array, num: _Numerics, s: SinkhornState) -> SinkhornState:
+    """Iteration ``s.it + 1`` of a symmetric problem (``C = C^T``, ``a = b``, ``tau_a = tau_b``), whose optimum
+    has ``f = g``: the average of ``f`` and its exact half-step, then one row sweep (Feydy et al.'s symmetric
+    update for the self terms of the divergence). Plain alternating Sinkhorn oscillates between two mirror
+    iterates there and converges slowly; the average damps that mode."""
+    eps_t = geom.epsilon
+    eps, eps_next = _eps_at(s.it + 1, eps_t, num), _eps_at(s.it + 2, eps_t, num)
+    f = 0.5 * (s.f + num.tau_a * (s.f - eps * s.log_r))
+    inv_n = 1.0 / eps_next
+    log_r = geom.row_lse(f * inv_n, f * inv_n + lb, inv_n)
+    return s._replace(f=f, g=f, log_r=log_r, log_c=log_r, it=s.it + 1)
+
+
 def _iteration(geom: Kernel, la: Array, lb: Array, num: _Numerics, static: _Static, s: SinkhornState) -> SinkhornState:
     """Iteration ``s.it + 1``: f half-step from the carried row sums, column sweep, g half-step, row sweep."""
+    if static.symmetric:
+        return _symmetric_iteration(geom, lb, num, s)
     eps_t = geom.epsilon
     eps, eps_next = _eps_at(s.it + 1, eps_t, num), _eps_at(s.it + 2, eps_t, num)
     omega = jnp.where(eps > eps_t, 1.0, s.omega).astype(eps.dtype)  # plain steps while epsilon decays
@@ -358,7 +407,7 @@ def _anderson_weights(dr: Array, r: Array, count: Array) -> Array:
     return jnp.where(valid & jnp.all(jnp.isfinite(gamma)), gamma, 0.0)
 
 
-_STOP_MARGIN = 0.9  # the loop's target, as a fraction of tol (see _block)
+_STOP_MARGIN = driver.STOP_MARGIN  # the loop's target, as a fraction of tol
 
 
 def _block(geom: Kernel, a: Array, b: Array, num: _Numerics, static: _Static, s: SinkhornState) -> SinkhornState:
@@ -372,8 +421,6 @@ def _block(geom: Kernel, a: Array, b: Array, num: _Numerics, static: _Static, s:
     eps_t = geom.epsilon
     err = jax.lax.stop_gradient(_marginal_error(s, a, b, eps_t, num))  # checks steer, they are not differentiated
     at_target = _eps_at(s.it, eps_t, num) <= eps_t
-    # The running error rounds differently from finalize's exact recount of the returned potentials: stopping a
-    # little below tol keeps a solve that meets tol here from coming back UNVERIFIED (its costs then NaN).
     converged = at_target & (err <= _STOP_MARGIN * num.tol) & jnp.isfinite(err) & (num.tol > 0)  # tol 0: budget
     omega = s.omega
     if static.accelerate:
@@ -530,6 +577,7 @@ def sinkhorn(
     cg_maxiter: int = 2000,
     batching: Literal["auto", "parallel", "sequential"] = "auto",
     throw: bool = False,
+    symmetric: bool = False,
 ) -> SinkhornOutput:
     """Solves entropic OT between ``a[n]`` and ``b[m]`` on ``geom`` with log-domain Sinkhorn.
 
@@ -579,10 +627,16 @@ def sinkhorn(
         throw: raise a ``RuntimeError`` at run time (under ``jit`` too) when the input is invalid or values
             become non-finite, instead of returning NaN with the reason in ``status``. Opt-in: the check is
             a host callback.
+        symmetric: the problem is symmetric (static): a symmetric cost matrix (``x == y`` for a point
+            cloud), ``a == b`` and ``tau_a == tau_b``, as in the self terms ``OT(a, a)`` of a divergence. Its
+            optimum has ``f = g``, and the solver iterates ``f <- (f + T(f)) / 2`` (``T`` the exact
+            half-step), one sweep per iteration, where alternating Sinkhorn oscillates between mirror
+            iterates and converges slowly. ``acceleration`` is then not used. The caller vouches for the
+            symmetry of the costs; weights and ``tau`` are checked where concrete.
 
-    Validation: shapes and dtypes are checked when traced; host (NumPy) points and cost matrices, weights
-    and scalars are checked eagerly, with an error naming the argument. Device arrays of points or costs
-    are not copied to the host: they are checked in-graph, and invalid input gives ``converged=False``,
+    Validation: shapes and dtypes are checked when traced; concrete values (points, cost matrices, weights,
+    scalars; outside ``jit``) are checked eagerly, with a ``ValueError`` naming the argument. Under ``jit``
+    they are checked in-graph, and invalid input gives ``converged=False``,
     ``status == Status.INVALID_INPUT`` and NaN potentials and costs.
 
     Returns:
@@ -626,6 +680,8 @@ def sinkhorn(
     if val.is_concrete(max_relaxation) and not 1.0 <= float(max_relaxation) <= 1.9:
         raise ValueError(f"max_relaxation: must lie in [1, 1.9], got {float(max_relaxation)}.")
     g0, from_f = initial_potential(init, n, m, dtype)
+    if symmetric:
+        _check_symmetric(n, m, a, b, tau_a, tau_b)
     if schedule is None:
         eps_init, eps_decay = jnp.zeros((), dtype), jnp.ones((), dtype)
     else:
@@ -648,17 +704,32 @@ def sinkhorn(
     static = _Static(
         max_iters,
         check_every,
-        acceleration == "adaptive",
+        acceleration == "adaptive" and not symmetric,
         bool(implicit_diff),
         int(cg_maxiter),
         batching,
         from_f,
         bool(throw),
-        anderson_memory if acceleration == "anderson" else 0,
+        anderson_memory if acceleration == "anderson" and not symmetric else 0,
+        bool(symmetric),
     )
     solve = _solve_implicit if implicit_diff else _solve_unrolled
     f, g, errors, n_iters, converged, duals, status, error = solve(static, geom, a, b, g0, num)
-    return SinkhornOutput(f, g, errors, n_iters, converged, geom, a, b, num.tau_a, num.tau_b, duals, status, error)
+    envelope = jnp.asarray(bool(implicit_diff))
+    return SinkhornOutput(
+        f, g, errors, n_iters, converged, geom, a, b, num.tau_a, num.tau_b, duals, status, error, envelope
+    )
+
+
+def _check_symmetric(n: int, m: int, a: Array, b: Array, tau_a: Any, tau_b: Any) -> None:
+    """Raises where ``symmetric=True`` is visibly wrong: a non-square problem, or concrete unequal weights or
+    ``tau``."""
+    if n != m:
+        raise ValueError(f"symmetric: needs a square problem (x == y), got shape ({n}, {m}).")
+    if val.is_concrete(a, b) and not np.array_equal(np.asarray(a), np.asarray(b)):
+        raise ValueError("symmetric: needs a == b (the self term OT(a, a)); the weights differ.")
+    if val.is_concrete(tau_a, tau_b) and float(np.asarray(tau_a)) != float(np.asarray(tau_b)):
+        raise ValueError("symmetric: needs tau_a == tau_b.")
 
 
 def _check_iterations(max_iters: int | None, check_every: int) -> int:

@@ -76,10 +76,9 @@ def _entropy(w: Array) -> Array:
 def entropic_transport_cost(out: SinkhornOutput) -> Array:
     """``<P, C> - eps H(P)`` of a balanced Sinkhorn solution, ``= reg_ot_cost - eps (H(a) + H(b))``.
 
-    Differentiated by the envelope theorem: the potentials are held fixed (``stop_gradient``) and only the
-    dual objective's explicit dependence on the geometry, epsilon and weights is differentiated, which is
-    the exact gradient at the optimum and needs no linear solve (the gradient w.r.t. the cost matrix is
-    the plan ``P``).
+    Differentiated as :attr:`~ott_fast.SinkhornOutput.reg_ot_cost` is: by the envelope theorem (the
+    potentials held fixed, no linear solve) with implicit differentiation, the exact gradient at the
+    optimum (the gradient w.r.t. the cost matrix is the plan ``P``).
 
     Args:
         out: a balanced :class:`~ott_fast.SinkhornOutput`.
@@ -94,9 +93,7 @@ def entropic_transport_cost(out: SinkhornOutput) -> Array:
         >>> bool(entropic_transport_cost(out) < out.reg_ot_cost)
         True
     """
-    f, g = jax.lax.stop_gradient(out.f), jax.lax.stop_gradient(out.g)
-    reg = _dual.dual_objective(f, g, out.geom, out.a, out.b, out.tau_a, out.tau_b)
-    return reg - out.geom.epsilon * (_entropy(out.a) + _entropy(out.b))
+    return out.reg_ot_cost - out.geom.epsilon * (_entropy(out.a) + _entropy(out.b))
 
 
 def monge_gap(
@@ -124,8 +121,9 @@ def monge_gap(
 
     Gradients w.r.t. ``x``, ``Tx`` (hence a map's parameters), ``epsilon`` and ``a`` use the envelope
     theorem (no linear solve; see :func:`entropic_transport_cost`). A relative epsilon's scale (the mean or
-    std of the cost matrix) is a constant in gradients, as everywhere in ott_fast: otherwise the floor
-    ``eps H(a)`` alone would pull a fitted map towards a smaller mean cost.
+    std of the cost matrix) is differentiated too, as everywhere in ott_fast, so the gradient is that of the
+    value computed; the floor ``eps H(a)`` then moves with the scale. To hold the unit fixed, pass an
+    absolute ``epsilon`` computed under ``jax.lax.stop_gradient``.
 
     Args:
         x: ``[n, d]`` source samples.
