@@ -9,8 +9,9 @@
   solve converged on is exactly what its outputs are computed from.
 
 ``epsilon`` is absolute by default; ``relative_epsilon="mean"`` (or ``"std"``) multiplies it by that statistic
-of the cost matrix, held constant in gradients. Geometries are pytrees whose leaves (``epsilon``, the matrix
-or the points) are traced, so a new ``epsilon`` neither recompiles nor breaks ``vmap``.
+of the cost matrix, differentiated like every other input (gradients are those of the value computed).
+Geometries are pytrees whose leaves (``epsilon``, the matrix or the points) are traced, so a new ``epsilon``
+neither recompiles nor breaks ``vmap``.
 
 Example:
     >>> import jax, ott_fast as otf
@@ -582,8 +583,8 @@ class _Regularised:
         b = _weights_or_uniform(b, m, self.dtype)
         obj = copy.copy(self)
         obj._centre(a, b)
-        if self.relative_epsilon is not None:  # the unit of epsilon is a constant in gradients
-            obj.scale = jax.lax.stop_gradient(obj._cost_stat(self.relative_epsilon, a, b))
+        if self.relative_epsilon is not None:  # differentiated: gradients are those of the value computed
+            obj.scale = obj._cost_stat(self.relative_epsilon, a, b)
         return obj
 
 
@@ -592,14 +593,14 @@ class Geometry(_Regularised):
     """A cost matrix ``C[n, m]`` and the regularisation ``epsilon``.
 
     Args:
-        cost_matrix: ``[n, m]`` floating array. A NumPy (host) matrix is checked for NaN or inf here; a
-            device array is checked inside the solve instead (no copy to the host), where a non-finite
-            entry makes the solve report invalid input.
+        cost_matrix: ``[n, m]`` floating array, checked for NaN or inf here when concrete (a ``ValueError``);
+            under ``jit`` a non-finite entry makes the solve report invalid input instead.
         epsilon: entropic regularisation, > 0; absolute unless ``relative_epsilon`` is set.
         relative_epsilon: ``None``, ``"mean"`` or ``"std"``: multiply ``epsilon`` by that statistic of ``C``,
             weighted by ``a_i b_j`` (see :meth:`with_weights`: a solve uses its own weights; ``geom.epsilon``
-            alone uses uniform ones). The statistic is a constant in gradients (``stop_gradient``), as
-            everywhere in ott_fast.
+            alone uses uniform ones). The statistic is differentiated, as everywhere in ott_fast (so
+            ``jax.grad`` is the derivative of the value computed); for a fixed unit, compute an absolute
+            epsilon under ``jax.lax.stop_gradient``.
 
     Example:
         >>> import jax.numpy as jnp, ott_fast as otf
@@ -612,7 +613,7 @@ class Geometry(_Regularised):
         c = val.as_float_array("cost_matrix", cost_matrix)
         if c.ndim != 2 or 0 in c.shape:
             raise ValueError(f"cost_matrix: expected a non-empty [n, m] matrix, got shape {c.shape}.")
-        val.check_finite_host("cost_matrix", cost_matrix)
+        val.check_finite("cost_matrix", cost_matrix)
         self.cost_matrix = c
         self.given_epsilon = _given_epsilon(epsilon, relative_epsilon, c.dtype)
         self.relative_epsilon, self.scale = relative_epsilon, None
@@ -661,7 +662,8 @@ class PointCloud(_Regularised):
         epsilon: entropic regularisation, > 0; absolute unless ``relative_epsilon`` is set.
         relative_epsilon: ``None``, ``"mean"`` or ``"std"`` of the cost matrix as the unit of ``epsilon``,
             weighted by ``a_i b_j`` (see :meth:`with_weights`: a solve uses its own weights;
-            ``geom.epsilon`` alone uses uniform ones), a constant in gradients (``stop_gradient``).
+            ``geom.epsilon`` alone uses uniform ones), differentiated like the points (for a fixed unit,
+            compute an absolute epsilon under ``jax.lax.stop_gradient``).
         chunk_size: ``None`` stores the cost matrix (dense), unless it would exceed ``2**28`` entries
             (1 GiB in float32), in which case the geometry is online with an automatic chunk size.
             An int, or ``"auto"``, makes it online: the costs are recomputed in chunks of that many rows
