@@ -1,9 +1,10 @@
 """The one validation routine every entry point uses.
 
-Shapes and dtypes are checked always (at trace time under ``jit``). Values are checked eagerly only where
-that costs no device-to-host copy of a large array: host (NumPy, list) points and cost matrices, and
-concrete weights and scalars. Everything else is checked in-graph by :func:`problem_is_valid`, whose flag the
-solvers turn into ``converged=False``, ``status=INVALID_INPUT`` and NaN potentials (hence NaN costs).
+Shapes and dtypes are checked always (at trace time under ``jit``). Values are checked eagerly wherever they
+are concrete (outside ``jit``): host (NumPy, list) and device points and cost matrices (a device array is
+reduced on its device to one flag: no copy of the array), weights and scalars, with a ``ValueError`` naming
+the argument. Under ``jit`` values are checked in-graph by :func:`problem_is_valid`, whose flag the solvers
+turn into ``converged=False``, ``status=INVALID_INPUT`` and NaN potentials (hence NaN costs).
 """
 
 from __future__ import annotations
@@ -38,11 +39,29 @@ def as_float_array(name: str, x: Any) -> Array:
     return jnp.asarray(x)
 
 
-def check_finite_host(name: str, x: Any) -> None:
-    """Raises if a host (NumPy or nested-list) array ``x`` has NaN or inf. Device arrays are not copied to
-    the host for this: the solve checks them in-graph (:func:`problem_is_valid`)."""
-    if not isinstance(x, jax.Array) and is_concrete(x) and not np.all(np.isfinite(np.asarray(x))):
-        raise ValueError(f"{name}: contains NaN or inf values.")
+def check_finite(name: str, x: Any) -> None:
+    """Raises a ``ValueError`` naming ``name`` if a concrete array ``x`` (host or device) has NaN or inf.
+
+    A device array is reduced to one flag on its device (one scalar comes back, not the array); an array
+    spread over several processes is left to the in-graph check (:func:`problem_is_valid`), as is every
+    traced one."""
+    if not is_concrete(x):
+        return
+    if isinstance(x, jax.Array):
+        if not x.is_fully_addressable:
+            return
+        with jax.ensure_compile_time_eval():  # a concrete array met while tracing: still evaluated now
+            finite = bool(_all_finite(x))
+    else:
+        finite = bool(np.all(np.isfinite(np.asarray(x))))
+    if not finite:
+        raise ValueError(
+            f"{name}: contains NaN or inf values; remove or replace those points (a zero weight marks a point as "
+            "absent, but its coordinates must still be finite)."
+        )
+
+
+_all_finite = jax.jit(lambda x: jnp.all(jnp.isfinite(x)))
 
 
 def check_points(name: str, x: Any) -> Array:
@@ -53,7 +72,7 @@ def check_points(name: str, x: Any) -> Array:
         raise ValueError(f"{name}: expected points of shape [n, d], got shape {x.shape}.")
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"{name}: the point set is empty (shape {x.shape}).")
-    check_finite_host(name, raw)
+    check_finite(name, raw)
     return x
 
 

@@ -148,7 +148,9 @@ def test_gap_input_validation():
         otf.monge_gap(x, x, epsilon=-1.0)
     with pytest.raises(ValueError, match="NaN"):  # host arrays are checked eagerly
         otf.monge_gap(x, np.asarray(x.at[0, 0].set(jnp.nan)), epsilon=0.1)
-    out = otf.monge_gap(x, x.at[0, 0].set(jnp.nan), epsilon=0.1)  # device arrays in-graph: no host copy
+    with pytest.raises(ValueError, match="Tx: contains NaN"):  # eager device arrays are checked too
+        otf.monge_gap(x, x.at[0, 0].set(jnp.nan), epsilon=0.1)
+    out = jax.jit(lambda t: otf.monge_gap(x, t, epsilon=0.1))(x.at[0, 0].set(jnp.nan))  # traced: the status rule
     assert np.isnan(float(out.gap)) and int(out.sinkhorn.status) == otf.Status.INVALID_INPUT
 
 
