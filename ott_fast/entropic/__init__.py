@@ -7,7 +7,7 @@ solvers), :mod:`~ott_fast.entropic.driver` (status, the ``converged`` check, gra
 by the solvers) and :mod:`~ott_fast.entropic.divergence`.
 """
 
-from ott_fast.entropic.divergence import sinkhorn_divergence
+from ott_fast.entropic.divergence import DivergenceOutput, sinkhorn_divergence
 from ott_fast.entropic.driver import Status, describe
 from ott_fast.entropic.sinkhorn import EpsilonSchedule, SinkhornOutput, sinkhorn
 from ott_fast.entropic.sns import NewtonDiagnostics, SNSOutput, sns
@@ -22,4 +22,5 @@ __all__ = [
     "SNSOutput",
     "NewtonDiagnostics",
     "sinkhorn_divergence",
+    "DivergenceOutput",
 ]
