@@ -77,22 +77,98 @@ def check_points(name: str, x: Any) -> Array:
 
 
 def check_weights(name: str, w: Any, size: int, dtype: Any) -> Array:
-    """Validates weights ``w[size]`` (``None`` means uniform): float, right length, >= 0, finite, positive mass."""
+    """Validates weights ``w[size]`` (``None`` means uniform): float, right length, >= 0, finite, positive mass.
+
+    Where ``w`` is concrete the values are checked eagerly (:func:`check_weight_values`: a device array is reduced
+    on its device, never copied to the host); traced weights are left to the in-graph check."""
     if w is None:
         return jnp.full((size,), 1.0 / size, dtype=dtype)
     w = as_float_array(name, w)
     if w.shape != (size,):
         raise ValueError(f"{name}: expected weights of shape ({size},) to match the points, got shape {w.shape}.")
     w = w.astype(dtype)
-    if is_concrete(w):  # NumPy on the concrete values: jnp ops would trace under jit
-        wn = np.asarray(w)
-        if not np.all(np.isfinite(wn)):
-            raise ValueError(f"{name}: contains NaN or inf weights.")
-        if np.any(wn < 0):
-            raise ValueError(f"{name}: weights must be non-negative (min is {float(wn.min())}).")
-        if not float(wn.sum()) > 0:
-            raise ValueError(f"{name}: weights sum to zero.")
+    check_weight_values(name, w)
     return w
+
+
+def check_weight_values(name: str, w: Any) -> None:
+    """Raises a ``ValueError`` naming ``name`` if concrete weights ``w`` have NaN/inf or negative entries, or no
+    mass. A device array is reduced on its device to three scalars (finite, minimum, sum): the array itself is
+    never copied to the host. Traced arrays, and arrays spread over several processes, are left to the in-graph
+    check (:func:`problem_is_valid`)."""
+    if not is_concrete(w):
+        return
+    if isinstance(w, jax.Array):
+        if not w.is_fully_addressable:
+            return
+        with jax.ensure_compile_time_eval():  # a concrete array met while tracing: still evaluated now
+            finite, low, total = (float(v) for v in jax.device_get(_weight_summary(w)))
+    else:
+        wn = np.asarray(w, dtype=np.float64)
+        finite = float(np.all(np.isfinite(wn)))
+        low, total = (float(wn.min()), float(wn.sum())) if wn.size else (0.0, 0.0)
+    if not finite:
+        raise ValueError(f"{name}: contains NaN or inf weights.")
+    if low < 0:
+        raise ValueError(f"{name}: weights must be non-negative (min is {low}).")
+    if not total > 0:
+        raise ValueError(f"{name}: weights sum to zero.")
+
+
+@jax.jit
+def _weight_summary(w: Array) -> Array:
+    """``[3]``: all finite (0 or 1), minimum, sum; computed where ``w`` lives."""
+    return jnp.stack([jnp.all(jnp.isfinite(w)).astype(w.dtype), jnp.min(w), jnp.sum(w)])
+
+
+def check_static_int(name: str, value: Any, *, minimum: int = 1) -> int:
+    """``value`` as a Python ``int`` for a static option (a shape, an iteration cap, a chunk size).
+
+    The one rule of every entry point: a value of the wrong type (a float, a bool, an array, ``None``) is a
+    ``TypeError``; an int below ``minimum`` is a ``ValueError``. Python and NumPy integers are accepted.
+
+    Example:
+        >>> check_static_int("max_iters", 10)
+        10
+        >>> check_static_int("max_iters", 10.0)
+        Traceback (most recent call last):
+        ...
+        TypeError: max_iters: must be a Python int (it is static: it sets a shape or a loop bound), got float 10.0.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(
+            f"{name}: must be a Python int (it is static: it sets a shape or a loop bound), "
+            f"got {type(value).__name__} {value!r}."
+        )
+    if value < minimum:
+        raise ValueError(f"{name}: must be >= {minimum}, got {int(value)}.")
+    return int(value)
+
+
+def check_index_range(name: str, idx: Any, size: int) -> None:
+    """Raises a ``ValueError`` naming ``name`` if concrete integer indices ``idx`` fall outside ``[0, size)``.
+
+    A device array is reduced on its device to its minimum and maximum; traced indices are not checked."""
+    if not is_concrete(idx):
+        return
+    if isinstance(idx, jax.Array):
+        if not idx.is_fully_addressable or idx.size == 0:
+            return
+        with jax.ensure_compile_time_eval():
+            low, high = (int(v) for v in jax.device_get(_index_range(idx)))
+    else:
+        arr = np.asarray(idx)
+        if arr.size == 0:
+            return
+        low, high = int(arr.min()), int(arr.max())
+    if low < 0 or high >= size:
+        raise ValueError(f"{name}: indices must lie in [0, {size - 1}], got [{low}, {high}].")
+
+
+@jax.jit
+def _index_range(idx: Array) -> Array:
+    """``[2]``: minimum and maximum of ``idx``, computed where it lives."""
+    return jnp.stack([jnp.min(idx), jnp.max(idx)])
 
 
 def check_positive(name: str, value: Any) -> None:
@@ -138,11 +214,19 @@ def mass_tolerance(sa: Any, sb: Any, dtype: Any) -> Any:
 
 
 def check_mass(a: Any, b: Any, dtype: Any) -> None:
-    """Raises, where ``a`` and ``b`` are concrete, if a balanced problem's masses differ."""
+    """Raises, where ``a`` and ``b`` are concrete, if a balanced problem's masses differ (each is summed where it
+    lives: a device array is not copied to the host)."""
     if is_concrete(a, b):
-        sa, sb = float(np.asarray(a).sum()), float(np.asarray(b).sum())
+        sa, sb = _concrete_sum(a), _concrete_sum(b)
         if abs(sa - sb) > 1e-5 * max(sa, sb) + 10 * float(jnp.finfo(dtype).eps):
             raise ValueError(
                 f"a, b: a balanced problem needs equal total mass, got sum(a)={sa} and sum(b)={sb}; "
                 "normalise them, or pass tau_a/tau_b < 1 for an unbalanced problem."
             )
+
+
+def _concrete_sum(w: Any) -> float:
+    if isinstance(w, jax.Array):
+        with jax.ensure_compile_time_eval():
+            return float(jax.device_get(jnp.sum(w)))
+    return float(np.sum(np.asarray(w)))

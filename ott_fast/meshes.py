@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ott_fast._validation import as_float_array, check_points, is_concrete
+from ott_fast._validation import check_index_range, check_points, check_static_int, check_weights
 
 Array = jax.Array
 
@@ -99,10 +99,7 @@ def _check_mesh(vertices: Any, faces: Any) -> tuple[Array, Array]:
         raise TypeError(f"faces: expected an integer array of vertex indices, got dtype {f.dtype}.")
     if f.ndim != 2 or f.shape[1] != 3 or f.shape[0] == 0:
         raise ValueError(f"faces: expected shape [F, 3] with F >= 1, got {f.shape}.")
-    if is_concrete(f):
-        fn = np.asarray(f)
-        if fn.min() < 0 or fn.max() >= v.shape[0]:
-            raise ValueError(f"faces: indices must lie in [0, {v.shape[0] - 1}], got [{fn.min()}, {fn.max()}].")
+    check_index_range("faces", f, v.shape[0])  # a device array is reduced on its device
     return v, jnp.asarray(f)
 
 
@@ -245,7 +242,7 @@ def sample_surface(key: Array, vertices: Any, faces: Any, n: int) -> SurfaceSamp
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n: expected a positive integer, got {n!r}.")
     v, f = _check_mesh(vertices, faces)
-    return _sample_surface(key, v, f, int(n))
+    return _sample_surface(key, v, f, check_static_int("n", n))
 
 
 @partial(jax.jit, static_argnums=3)
@@ -317,14 +314,9 @@ def _safe_sqrt(sq: Array) -> Array:
     return jnp.where(ok, jnp.sqrt(jnp.where(ok, sq, 1.0)), 0.0)
 
 
-def _weights_or_uniform(name: str, w: Any, size: int, dtype: Any) -> Array:
-    if w is None:
-        return jnp.full((size,), 1.0 / size, dtype)
-    w = as_float_array(name, w).astype(dtype)
-    if w.shape != (size,):
-        raise ValueError(f"{name}: expected shape ({size},), got {w.shape}.")
-    if is_concrete(w) and (np.any(np.asarray(w) < 0) or not np.asarray(w).sum() > 0):
-        raise ValueError(f"{name}: weights must be non-negative with a positive sum.")
+def _normalised_weights(name: str, w: Any, size: int, dtype: Any) -> Array:
+    """Weights ``[size]`` checked by :func:`ott_fast._validation.check_weights` (``None``: uniform), summing to 1."""
+    w = check_weights(name, w, size, dtype)
     return w / jnp.sum(w)
 
 
@@ -357,9 +349,9 @@ def chamfer_distance(
         raise ValueError(f"x, y: dimensions differ ({x.shape[1]} and {y.shape[1]}).")
     dtype = jnp.result_type(x, y)
     x, y = x.astype(dtype), y.astype(dtype)
-    a = _weights_or_uniform("a", a, x.shape[0], dtype)
-    b = _weights_or_uniform("b", b, y.shape[0], dtype)
-    return _chamfer(x, y, a, b, bool(squared), int(chunk_size))
+    a = _normalised_weights("a", a, x.shape[0], dtype)
+    b = _normalised_weights("b", b, y.shape[0], dtype)
+    return _chamfer(x, y, a, b, bool(squared), check_static_int("chunk_size", chunk_size))
 
 
 @partial(jax.jit, static_argnums=(4, 5))
@@ -429,7 +421,7 @@ def point_to_mesh_distance(points: Any, vertices: Any, faces: Any, *, chunk_size
     p = check_points("points", points)
     v, f = _check_mesh(vertices, faces)
     dtype = jnp.result_type(p, v)
-    return _point_to_mesh(p.astype(dtype), v.astype(dtype), f, int(chunk_size))
+    return _point_to_mesh(p.astype(dtype), v.astype(dtype), f, check_static_int("chunk_size", chunk_size))
 
 
 @partial(jax.jit, static_argnums=3)

@@ -24,8 +24,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from ott_fast.sliced.vmf import _safe_normalize
-from ott_fast.sliced.wasserstein import _prepare
+from ott_fast.sliced.vmf import safe_normalize
+from ott_fast.sliced.wasserstein import prepare_measures
 
 
 def _mm(p: Array, q: Array) -> Array:
@@ -92,9 +92,9 @@ def apply_amortized(
     """
     if attention not in ATTENTION:
         raise ValueError(f"attention: expected one of {ATTENTION}, got {attention!r}.")
-    x, y, a, b = _prepare(x, y, a, b)
+    x, y, a, b = prepare_measures(x, y, a, b)
     n, m = x.shape[0], y.shape[0]
     a = jnp.full((n,), 1.0 / n, x.dtype) if a is None else a
     b = jnp.full((m,), 1.0 / m, x.dtype) if b is None else b
     pooled = _mm(a, _attention(params, x, attention)) + _mm(b, _attention(params, y, attention))
-    return _safe_normalize(0.5 * pooled)
+    return safe_normalize(0.5 * pooled)

@@ -17,9 +17,16 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from ott_fast._validation import check_positive
-from ott_fast.sliced.vmf import _safe_normalize, sample_vmf
-from ott_fast.sliced.wasserstein import _check_p, _prepare, _w1d, directions, project, safe_root
+from ott_fast._validation import check_positive, check_static_int
+from ott_fast.sliced.vmf import safe_normalize, sample_vmf
+from ott_fast.sliced.wasserstein import (
+    check_p,
+    directions,
+    prepare_measures,
+    project,
+    safe_root,
+    wasserstein_1d_rows,
+)
 
 Array = jax.Array
 
@@ -81,10 +88,8 @@ def _optimizer(optimizer: optax.GradientTransformation | None, learning_rate: An
 
 
 def _check_steps(n_steps: int, n_restarts: int = 1) -> None:
-    if not isinstance(n_steps, int) or n_steps < 1:
-        raise ValueError(f"n_steps: expected a positive integer, got {n_steps!r}.")
-    if not isinstance(n_restarts, int) or n_restarts < 1:
-        raise ValueError(f"n_restarts: expected a positive integer, got {n_restarts!r}.")
+    check_static_int("n_steps", n_steps)
+    check_static_int("n_restarts", n_restarts)
 
 
 def max_sliced_wasserstein(
@@ -122,26 +127,26 @@ def max_sliced_wasserstein(
         1.0
     """
     _check_steps(n_steps, n_restarts)
-    _check_p(p)
-    x, y, a, b = _prepare(x, y, a, b)
+    check_p(p)
+    x, y, a, b = prepare_measures(x, y, a, b)
     xs, ys = lax.stop_gradient(x), lax.stop_gradient(y)
     opt = _optimizer(optimizer, learning_rate)
     k0, k1 = jax.random.split(key)
 
     def objective(theta: Array, _: Array) -> Array:
-        return _w1d(project(theta, xs)[None], project(theta, ys)[None], a, b, p)[0]
+        return wasserstein_1d_rows(project(theta, xs)[None], project(theta, ys)[None], a, b, p)[0]
 
-    run = jax.vmap(lambda th, k: _ascent(objective, th, opt, n_steps, k, _safe_normalize))
+    run = jax.vmap(lambda th, k: _ascent(objective, th, opt, n_steps, k, safe_normalize))
     thetas, hists = run(directions(k0, n_restarts, x.shape[1], "mc", x.dtype), jax.random.split(k1, n_restarts))
-    finals = _w1d(project(thetas, xs), project(thetas, ys), a, b, p)
+    finals = wasserstein_1d_rows(project(thetas, xs), project(thetas, ys), a, b, p)
     best = jnp.argmax(finals)
     theta = lax.stop_gradient(thetas[best])
-    value = _w1d(project(theta, x)[None], project(theta, y)[None], a, b, p)[0]
+    value = wasserstein_1d_rows(project(theta, x)[None], project(theta, y)[None], a, b, p)[0]
     return ProjectionSearchOutput(safe_root(value, p) if root else value, theta, hists[best])
 
 
 def _pushforward(w: Array, theta: Array) -> Array:
-    return _safe_normalize(project(theta, w))
+    return safe_normalize(project(theta, w))
 
 
 def distributional_sliced_wasserstein(
@@ -184,8 +189,8 @@ def distributional_sliced_wasserstein(
         True
     """
     _check_steps(n_steps)
-    _check_p(p)
-    x, y, a, b = _prepare(x, y, a, b)
+    check_p(p)
+    x, y, a, b = prepare_measures(x, y, a, b)
     xs, ys = lax.stop_gradient(x), lax.stop_gradient(y)
     d = x.shape[1]
     opt = _optimizer(optimizer, learning_rate)
@@ -194,12 +199,12 @@ def distributional_sliced_wasserstein(
     def objective(w: Array, k: Array) -> Array:
         th = _pushforward(w, directions(k, n_projections, d, "mc", x.dtype))
         spread = jnp.mean(jnp.abs(project(th, th)))
-        return jnp.mean(_w1d(project(th, xs), project(th, ys), a, b, p)) - regularization * spread
+        return jnp.mean(wasserstein_1d_rows(project(th, xs), project(th, ys), a, b, p)) - regularization * spread
 
     w, hist = _ascent(objective, jnp.eye(d, dtype=x.dtype), opt, n_steps, k_search, lambda v: v)
     w = lax.stop_gradient(w)
     th = _pushforward(w, directions(k_eval, n_projections, d, "mc", x.dtype))
-    value = jnp.mean(_w1d(project(th, x), project(th, y), a, b, p))
+    value = jnp.mean(wasserstein_1d_rows(project(th, x), project(th, y), a, b, p))
     return ProjectionSearchOutput(safe_root(value, p) if root else value, w, hist)
 
 
@@ -236,11 +241,11 @@ def vmf_sliced_wasserstein(
         >>> round(float(v), 1)
         1.0
     """
-    _check_p(p)
+    check_p(p)
     check_positive("kappa", kappa)
-    x, y, a, b = _prepare(x, y, a, b)
+    x, y, a, b = prepare_measures(x, y, a, b)
     th = sample_vmf(key, jnp.asarray(location, x.dtype), kappa, n_projections)
-    value = jnp.mean(_w1d(project(th, x), project(th, y), a, b, p))
+    value = jnp.mean(wasserstein_1d_rows(project(th, x), project(th, y), a, b, p))
     return safe_root(value, p) if root else value
 
 
@@ -284,23 +289,23 @@ def vmf_distributional_sliced_wasserstein(
         1.0
     """
     _check_steps(n_steps)
-    _check_p(p)
+    check_p(p)
     check_positive("kappa", kappa)
-    x, y, a, b = _prepare(x, y, a, b)
+    x, y, a, b = prepare_measures(x, y, a, b)
     xs, ys = lax.stop_gradient(x), lax.stop_gradient(y)
     opt = _optimizer(optimizer, learning_rate)
     k0, k_search, k_eval = jax.random.split(key, 3)
     if location is None:
         eps0 = directions(k0, 1, x.shape[1], "mc", x.dtype)[0]
     else:
-        eps0 = _safe_normalize(jnp.asarray(location, x.dtype))
+        eps0 = safe_normalize(jnp.asarray(location, x.dtype))
 
     def objective(eps: Array, k: Array) -> Array:
         th = sample_vmf(k, eps, kappa, n_projections)
-        return jnp.mean(_w1d(project(th, xs), project(th, ys), a, b, p))
+        return jnp.mean(wasserstein_1d_rows(project(th, xs), project(th, ys), a, b, p))
 
-    eps, hist = _ascent(objective, eps0, opt, n_steps, k_search, _safe_normalize)
+    eps, hist = _ascent(objective, eps0, opt, n_steps, k_search, safe_normalize)
     eps = lax.stop_gradient(eps)
     th = sample_vmf(k_eval, eps, kappa, n_projections)
-    value = jnp.mean(_w1d(project(th, x), project(th, y), a, b, p))
+    value = jnp.mean(wasserstein_1d_rows(project(th, x), project(th, y), a, b, p))
     return ProjectionSearchOutput(safe_root(value, p) if root else value, eps, hist)

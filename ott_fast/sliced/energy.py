@@ -22,7 +22,15 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ott_fast.sliced.wasserstein import _check_p, _prepare, _resolve_all_directions, _w1d, project, safe_root
+from ott_fast._validation import check_static_int
+from ott_fast.sliced.wasserstein import (
+    check_p,
+    prepare_measures,
+    project,
+    resolve_directions,
+    safe_root,
+    wasserstein_1d_rows,
+)
 
 Array = jax.Array
 
@@ -94,19 +102,21 @@ def energy_sliced_wasserstein(
         >>> bool(ebsw > sw)  # the energy favours the discriminative (first) axis
         True
     """
-    _check_p(p)
+    check_p(p)
     if isinstance(energy, str) and energy not in ENERGIES:
         raise ValueError(f"energy: expected one of {ENERGIES} or a callable, got {energy!r}.")
     if not isinstance(energy, str) and not callable(energy):
         raise TypeError(f"energy: expected one of {ENERGIES} or a callable, got {type(energy).__name__}.")
-    x, y, a, b = _prepare(x, y, a, b)
+    x, y, a, b = prepare_measures(x, y, a, b)
     theta, kind = None, directions
     if not isinstance(directions, str):  # validated here, then a traced argument
-        theta, kind = _resolve_all_directions(None, directions, n_projections, x, y, a, b, kappa), None
+        theta, kind = resolve_directions(None, directions, n_projections, x, y, a, b, kappa), None
     elif key is None:
         raise TypeError("key: a jax.random key is required to draw directions (there is no default key).")
     elif n_projections is None:
         raise ValueError("n_projections: required unless directions is an array [L, d].")
+    if n_projections is not None:
+        n_projections = check_static_int("n_projections", n_projections)
     static_p = isinstance(p, (int, float))
     traced = (None if static_p else p, p if static_p else None)
     return _ebsw(key, x, y, a, b, theta, kappa, traced[0], n_projections, kind, energy, traced[1],
@@ -133,8 +143,8 @@ def _ebsw(
     """The estimate, compiled once per static configuration (eager calls stay fast)."""
     p = static_p if traced_p is None else traced_p
     if theta is None:
-        theta = _resolve_all_directions(key, kind, n_projections, x, y, a, b, kappa)
-    w = _w1d(project(theta, x), project(theta, y), a, b, p)
+        theta = resolve_directions(key, kind, n_projections, x, y, a, b, kappa)
+    w = wasserstein_1d_rows(project(theta, x), project(theta, y), a, b, p)
     weights = _importance_weights(w, energy)
     if not weight_gradient:
         weights = lax.stop_gradient(weights)

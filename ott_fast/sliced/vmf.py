@@ -10,6 +10,9 @@
   per sample (the first accepted one is kept), so it ``jit``s and ``vmap``s. The acceptance rate is above
   ~0.6 for every ``(d, kappa)``, so with the default budget of 32 the chance that no proposal is accepted is
   below ``1e-12``; in that case the last proposal is used.
+
+Shared with the other sliced modules (package-internal: public names, not in ``__all__``):
+:func:`safe_normalize`, :func:`householder_from_e1` and :func:`sample_vmf_cosine`.
 """
 
 from __future__ import annotations
@@ -20,20 +23,27 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ott_fast._validation import as_float_array, check_positive
+from ott_fast._validation import as_float_array, check_positive, check_static_int
 
 Array = jax.Array
 
 __all__ = ["sample_vmf", "vmf_mean_resultant_length"]
 
 
-def _safe_normalize(v: Array, axis: int = -1) -> Array:
+def safe_normalize(v: Array, axis: int = -1) -> Array:
+    """``v / |v|`` along ``axis``, with zero vectors left at zero and finite gradients there (double ``where``).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> safe_normalize(jnp.array([[3.0, 4.0], [0.0, 0.0]])).tolist()
+        [[0.6, 0.8], [0.0, 0.0]]
+    """
     sq = jnp.sum(v * v, axis=axis, keepdims=True)
     ok = sq > 0
     return jnp.where(ok, v * lax.rsqrt(jnp.where(ok, sq, 1.0)), v)
 
 
-def _householder_from_e1(mu: Array, z: Array) -> Array:
+def householder_from_e1(mu: Array, z: Array) -> Array:
     """Applies the reflection ``H`` with ``H e_1 = mu`` to the rows of ``z[k, d]`` (``H = I`` when ``mu = e_1``)."""
     u = -mu.at[0].add(-1.0)  # e_1 - mu
     sq = jnp.sum(u * u)
@@ -42,7 +52,9 @@ def _householder_from_e1(mu: Array, z: Array) -> Array:
     return z - jnp.matmul(z, u, precision=lax.Precision.HIGHEST)[:, None] * (inv * u)[None, :]
 
 
-def _sample_w(key: Array, kappa: Array, d: int, n: int, n_proposals: int, dtype: Any) -> Array:
+def sample_vmf_cosine(key: Array, kappa: Array, d: int, n: int, n_proposals: int, dtype: Any) -> Array:
+    """``n`` draws ``[n]`` of ``w = mu^T x`` for ``x ~ vMF(mu, kappa)`` on ``S^{d-1}`` (the part of a sample that
+    does not depend on ``mu``): exact inversion for ``d = 3``, Wood's sampler on ``n_proposals`` proposals else."""
     if d == 3:
         u = jax.random.uniform(key, (n,), dtype=dtype)
         w = 1.0 + jnp.log(u + (1.0 - u) * jnp.exp(-2.0 * kappa)) / kappa
@@ -79,14 +91,16 @@ def sample_vmf(key: Array, mu: Any, kappa: Any, n: int, *, n_proposals: int = 32
     if mu.ndim != 1 or mu.shape[0] < 2:
         raise ValueError(f"mu: expected a location of shape [d] with d >= 2, got shape {mu.shape}.")
     check_positive("kappa", kappa)
+    n = check_static_int("n", n)
+    n_proposals = check_static_int("n_proposals", n_proposals)
     dtype = mu.dtype
     d = mu.shape[0]
     kappa = jnp.asarray(kappa, dtype)
     kw, kv = jax.random.split(key)
-    w = _sample_w(kw, kappa, d, n, n_proposals, dtype)
-    v = _safe_normalize(jax.random.normal(kv, (n, d - 1), dtype=dtype))
+    w = sample_vmf_cosine(kw, kappa, d, n, n_proposals, dtype)
+    v = safe_normalize(jax.random.normal(kv, (n, d - 1), dtype=dtype))
     z = jnp.concatenate([w[:, None], jnp.sqrt(jnp.clip(1.0 - w * w, 0.0))[:, None] * v], axis=1)
-    return _householder_from_e1(_safe_normalize(mu), z)
+    return householder_from_e1(safe_normalize(mu), z)
 
 
 def vmf_mean_resultant_length(kappa: Any, d: int) -> Array:

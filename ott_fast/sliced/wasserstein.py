@@ -17,6 +17,10 @@
 The 1-D problems are solved by sorting the ``[L, n]`` matrix of projections (one matmul) along its last
 axis. Float keys are sorted as order-preserving ``int32``/``int64`` bit patterns, which XLA sorts several
 times faster than floats; the permutation (needed for gradients and weights) is computed only where needed.
+
+Shared with the other sliced modules (package-internal: public names, not in ``__all__``): :func:`project`,
+:func:`safe_root`, :func:`check_p`, :func:`prepare_measures`, :func:`wasserstein_1d_rows` and
+:func:`resolve_directions`.
 """
 
 from __future__ import annotations
@@ -29,8 +33,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ott_fast._validation import as_float_array, check_points, check_positive, check_weights, is_concrete
-from ott_fast.sliced.vmf import _householder_from_e1, _safe_normalize, _sample_w
+from ott_fast._validation import (
+    as_float_array,
+    check_finite,
+    check_points,
+    check_positive,
+    check_static_int,
+    check_weights,
+    is_concrete,
+)
+from ott_fast.sliced.vmf import householder_from_e1, safe_normalize, sample_vmf_cosine
 
 # Every product of the sliced estimators (projections, weighted moments) runs at full float32 precision: on
 # GPUs the default may be TF32, whose ~1e-3 relative error on a projection would exceed the 1-D errors we test.
@@ -136,7 +148,8 @@ def _w1d_weighted(u: Array, v: Array, a: Array, b: Array, p: Any) -> Array:
     return jnp.sum(delta * _cost(diff, p), axis=-1)
 
 
-def _check_p(p: Any) -> None:
+def check_p(p: Any) -> None:
+    """Raises a ``ValueError`` if a concrete power ``p`` (a scalar) is below 1."""
     if is_concrete(p) and not float(np.asarray(p)) >= 1:
         raise ValueError(f"p: must be >= 1, got {float(np.asarray(p))}.")
 
@@ -166,17 +179,25 @@ def wasserstein_1d(u: Any, v: Any, a: Any = None, b: Any = None, *, p: Any = 2) 
         raise ValueError(f"u, v: expected shapes [n] and [m] (or [n, k] and [m, k]), got {u.shape} and {v.shape}.")
     if u.shape[0] == 0 or v.shape[0] == 0:
         raise ValueError(f"u, v: empty measure (shapes {u.shape}, {v.shape}).")
-    for name, z in (("u", u), ("v", v)):
-        if is_concrete(z) and not np.all(np.isfinite(np.asarray(z))):
-            raise ValueError(f"{name}: contains NaN or inf values.")
-    _check_p(p)
+    check_finite("u", u)  # a device array is reduced on its device, not copied to the host
+    check_finite("v", v)
+    check_p(p)
     dtype = jnp.result_type(u, v)
     u, v = u.astype(dtype).T, v.astype(dtype).T  # [k, n]: sort along the last (contiguous) axis
     a, b = _normalise("a", a, u.shape[-1], dtype), _normalise("b", b, v.shape[-1], dtype)
-    return _w1d(u, v, a, b, p)
+    return wasserstein_1d_rows(u, v, a, b, p)
 
 
-def _w1d(u: Array, v: Array, a: Array | None, b: Array | None, p: Any) -> Array:
+def wasserstein_1d_rows(u: Array, v: Array, a: Array | None, b: Array | None, p: Any) -> Array:
+    """``W_p^p`` ``[k]`` along the last axis of validated ``u[k, n]``, ``v[k, m]`` (e.g. projections
+    ``[L, n]``), with weights ``a[n]``, ``b[m]`` summing to 1 or ``None`` (uniform): the 1-D solver of every
+    sliced estimator. Inputs come from :func:`prepare_measures`; no checks here.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> wasserstein_1d_rows(jnp.array([[0.0, 1.0]]), jnp.array([[2.0, 3.0]]), None, None, 1).tolist()
+        [2.0]
+    """
     if a is None and b is None and u.shape[-1] == v.shape[-1]:
         return _w1d_uniform(u, v, p)
     n, m = u.shape[-1], v.shape[-1]
@@ -231,8 +252,7 @@ def directions(key: Array, n_projections: int, d: int, kind: str = "mc", dtype: 
     """
     if kind not in DIRECTIONS:
         raise ValueError(f"directions: expected one of {DIRECTIONS} or an array [L, d], got {kind!r}.")
-    if not isinstance(n_projections, (int, np.integer)) or n_projections < 1:
-        raise ValueError(f"n_projections: expected a positive integer, got {n_projections!r}.")
+    n_projections = check_static_int("n_projections", n_projections)
     dtype = _float(dtype)
     if kind == "mc":
         g = jax.random.normal(key, (n_projections, d), dtype=dtype)
@@ -309,11 +329,10 @@ def random_path_directions(
     """
     if perturbation not in PERTURBATIONS:
         raise ValueError(f"perturbation: expected one of {PERTURBATIONS}, got {perturbation!r}.")
-    if not isinstance(n_projections, (int, np.integer)) or n_projections < 1:
-        raise ValueError(f"n_projections: expected a positive integer, got {n_projections!r}.")
+    n_projections = check_static_int("n_projections", n_projections)
     if kappa is not None:
         check_positive("kappa", kappa)
-    x, y, a, b = _prepare(x, y, a, b)
+    x, y, a, b = prepare_measures(x, y, a, b)
     return _random_path(key, x, y, a, b, int(n_projections), kappa, perturbation)
 
 
@@ -327,17 +346,17 @@ def _random_path(
     sq = jnp.sum(diff * diff, axis=1, keepdims=True)
     ok = sq > 0
     fallback = jax.random.normal(kg, (n, d), dtype=dtype)
-    mu = jnp.where(ok, diff * lax.rsqrt(jnp.where(ok, sq, 1.0)), _safe_normalize(fallback))
+    mu = jnp.where(ok, diff * lax.rsqrt(jnp.where(ok, sq, 1.0)), safe_normalize(fallback))
     if kappa is None:
         return mu
     kappa = jnp.asarray(kappa, dtype)
     if perturbation == "power_spherical":
         w = _sample_power_spherical_w(kw, kappa, d, n, dtype)
     else:
-        w = _sample_w(kw, kappa, d, n, 32, dtype)
-    v = _safe_normalize(jax.random.normal(kv, (n, d - 1), dtype=dtype))
+        w = sample_vmf_cosine(kw, kappa, d, n, 32, dtype)
+    v = safe_normalize(jax.random.normal(kv, (n, d - 1), dtype=dtype))
     z = jnp.concatenate([w[:, None], jnp.sqrt(jnp.clip(1.0 - w * w, 0.0))[:, None] * v], axis=1)
-    return jax.vmap(lambda m, zz: _householder_from_e1(m, zz[None, :])[0])(mu, z)
+    return jax.vmap(lambda m, zz: householder_from_e1(m, zz[None, :])[0])(mu, z)
 
 
 # ---------------------------------------------------------------------------------------------- estimators
@@ -428,7 +447,10 @@ def safe_root(value: Array, p: Any) -> Array:
     return jnp.where(ok, jnp.where(ok, value, 1.0) ** (1.0 / p), 0.0)
 
 
-def _prepare(x: Any, y: Any, a: Any, b: Any) -> tuple[Array, Array, Array | None, Array | None]:
+def prepare_measures(x: Any, y: Any, a: Any, b: Any) -> tuple[Array, Array, Array | None, Array | None]:
+    """Validated ``(x[n, d], y[m, d], a[n] | None, b[m] | None)`` in one dtype, weights normalised to sum 1
+    (``None`` stays ``None``: uniform). Points and weights are checked by :mod:`ott_fast._validation` (concrete
+    device arrays are reduced on their device, not copied to the host)."""
     x, y = check_points("x", x), check_points("y", y)
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"x, y: dimensions differ ({x.shape[1]} and {y.shape[1]}).")
@@ -437,7 +459,7 @@ def _prepare(x: Any, y: Any, a: Any, b: Any) -> tuple[Array, Array, Array | None
     return x, y, _normalise("a", a, x.shape[0], dtype), _normalise("b", b, y.shape[0], dtype)
 
 
-def _resolve_directions(key: Any, dirs: Any, n_projections: int | None, d: int, dtype: Any) -> Array:
+def _generated_or_given(key: Any, dirs: Any, n_projections: int | None, d: int, dtype: Any) -> Array:
     if isinstance(dirs, str):
         if key is None:
             raise TypeError("key: a jax.random key is required to draw directions (there is no default key).")
@@ -452,17 +474,18 @@ def _resolve_directions(key: Any, dirs: Any, n_projections: int | None, d: int, 
     return theta
 
 
-def _resolve_all_directions(
+def resolve_directions(
     key: Any, dirs: Any, n_projections: int | None, x: Array, y: Array, a: Array | None, b: Array | None, kappa: Any
 ) -> Array:
-    """The directions of an estimator: generated, given, or drawn along random paths between ``x`` and ``y``."""
+    """The directions ``theta[L, d]`` of an estimator: generated (``dirs`` a kind of :func:`directions`), given
+    (``dirs`` an ``[L, d]`` array), or drawn along random paths between ``x`` and ``y`` (``"random_path"``)."""
     if isinstance(dirs, str) and dirs == "random_path":
         if key is None:
             raise TypeError("key: a jax.random key is required to draw directions (there is no default key).")
         if n_projections is None:
             raise ValueError("n_projections: required unless directions is an array [L, d].")
         return random_path_directions(key, x, y, a, b, n_projections=n_projections, kappa=kappa)
-    return _resolve_directions(key, dirs, n_projections, x.shape[1], x.dtype)
+    return _generated_or_given(key, dirs, n_projections, x.shape[1], x.dtype)
 
 
 def sliced_wasserstein(
@@ -512,11 +535,11 @@ def sliced_wasserstein(
         raise ValueError(f"estimator: expected one of {ESTIMATORS}, got {estimator!r}.")
     if estimator != "mc" and not (isinstance(p, (int, float)) and p == 2):
         raise ValueError(f"estimator={estimator!r}: the control variates are for p = 2 (a Python number), got p={p}.")
-    _check_p(p)
-    x, y, a, b = _prepare(x, y, a, b)
-    theta = _resolve_all_directions(key, directions, n_projections, x, y, a, b, kappa)
+    check_p(p)
+    x, y, a, b = prepare_measures(x, y, a, b)
+    theta = resolve_directions(key, directions, n_projections, x, y, a, b, kappa)
     xp, yp = project(theta, x), project(theta, y)  # [L, n]: one matmul each, then sort along the contiguous axis
-    w = _w1d(xp, yp, a, b, p)
+    w = wasserstein_1d_rows(xp, yp, a, b, p)
     if estimator == "mc":
         value = jnp.mean(w)
     else:
