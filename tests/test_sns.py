@@ -174,3 +174,31 @@ def test_input_errors():
         otf.sns(online)
     with pytest.raises(TypeError, match="geom"):
         otf.sns(np.ones((3, 3)))
+
+
+def test_warm_start_from_f_or_g():
+    """init=(f, None) computes g from f exactly and then warms up from it (it used to be rejected); from the
+    optimum's f or g the solve needs no Newton step and lands where the cold solve did."""
+    c = jax.random.uniform(jax.random.PRNGKey(3), (30, 20))
+    geom = otf.Geometry(c, epsilon=0.05)
+    cold = otf.sns(geom, tol=1e-6)
+    from_f = otf.sns(geom, tol=1e-6, init=(cold.f, None))
+    from_g = otf.sns(geom, tol=1e-6, init=(None, cold.g))
+    for warm in (from_f, from_g):
+        assert bool(warm.converged) and int(warm.newton.n_newton) == 0 and int(warm.n_iters) < int(cold.n_iters)
+        np.testing.assert_allclose(warm.reg_ot_cost, cold.reg_ot_cost, rtol=1e-5)
+    with pytest.raises(ValueError, match="exactly one"):
+        otf.sns(geom, init=(cold.f, cold.g))
+
+
+def test_cg_caps_mean_what_they_mean_in_sinkhorn():
+    """cg_maxiter caps the implicit backward CG, as in sinkhorn; newton_cg_maxiter caps each Newton step's CG
+    (sns's cg_maxiter used to be the Newton cap and implicit_cg_maxiter the backward one)."""
+    c = jax.random.uniform(jax.random.PRNGKey(4), (40, 40))
+    geom = otf.Geometry(c, epsilon=0.01)
+    capped = otf.sns(geom, tol=1e-5, newton_cg_maxiter=2)
+    assert int(capped.newton.n_newton) > 0 and int(np.max(capped.newton.cg_iters)) == 2
+    free = otf.sns(geom, tol=1e-5, cg_maxiter=3)  # the backward cap does not touch the forward solve
+    assert int(np.max(free.newton.cg_iters)) > 3
+    with pytest.raises(TypeError, match="implicit_cg_maxiter"):
+        otf.sns(geom, implicit_cg_maxiter=10)
