@@ -234,7 +234,7 @@ def run_ott(prob: dict[str, Any], params0: list, hidden: tuple, n_steps: int, ke
 def run_ours(
     prob: dict[str, Any], net: otf.MLP, params0: list, n_steps: int, key: jax.Array, gap: bool, chunk: int
 ) -> dict[str, Any]:
-    params, hist = otf.fit(
+    state, hist = otf.fit(
         key,
         net.apply,
         params0,
@@ -253,7 +253,7 @@ def run_ours(
     secs, steps = hist["chunk_seconds"], hist["chunk_steps"]
     timed = slice(1, None) if len(secs) > 1 else slice(0, None)  # the first chunk includes compilation
     return {
-        "map": jax.jit(lambda x: net.apply(params, x)),
+        "map": jax.jit(lambda x: net.apply(state.params, x)),
         "steps_per_s": float(steps[timed].sum() / secs[timed].sum()),
         "first_chunk_s": float(secs[0]),
         "skipped_steps": int((~hist["applied"]).sum()),

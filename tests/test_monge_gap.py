@@ -262,10 +262,11 @@ def test_fit_gaussian_pair_small_l2_uvp():
     src = lambda k: jax.random.normal(k, (256, 2)) @ l1.T  # noqa: E731
     tgt = lambda k: jax.random.normal(k, (256, 2)) @ l2.T + m2  # noqa: E731
     net = otf.MLP(hidden=(32, 32))
-    params, hist = otf.fit(
+    state, hist = otf.fit(
         jax.random.PRNGKey(0), net.apply, net.init(jax.random.PRNGKey(1), 2), optax.adam(2e-3), src, tgt,
         n_steps=300, gap_weight=1.0, chunk=100, progress=False,
     )  # fmt: skip
+    params = state.params
     assert hist["loss"].shape == (300,) and hist["applied"].all()
     assert np.all(np.asarray(hist["gap"]) >= np.asarray(hist["gap_floor"]) * (1 - 1e-4))
     xt = np.asarray(src(jax.random.PRNGKey(7)))
@@ -287,6 +288,13 @@ def test_train_step_skips_non_finite_and_takes_any_model():
     new, metrics = step(state, x, x + 1.0)
     assert not bool(metrics["applied"]) and int(new.step) == 1
     np.testing.assert_array_equal(new.params["w"], params["w"])
+    assert int(new.opt_state.total_notfinite) == 1  # optax.apply_if_finite's own count of skipped steps
+    grad_nan = lambda tx, y: jnp.sqrt(jnp.sum(0.0 * tx))  # noqa: E731  # loss 0, gradient 0 * inf = NaN
+    step = otf.fitting.make_train_step(apply_fn, optax.adam(0.1), fitting_loss=grad_nan, gap_weight=None)
+    state = otf.fitting.FitState.create(params, optax.adam(0.1))
+    new, metrics = step(state, x, x + 1.0)
+    assert np.isfinite(float(metrics["loss"])) and not bool(metrics["applied"])
+    jax.tree_util.tree_map(np.testing.assert_array_equal, new.opt_state.inner_state, state.opt_state.inner_state)
     schedule = optax.linear_schedule(0.0, 1.0, 10)
     step = otf.fitting.make_train_step(apply_fn, opt, gap_weight=schedule)
     state = otf.fitting.FitState.create(params, opt)
@@ -302,13 +310,44 @@ def test_fit_is_independent_of_chunking():
     src = lambda k: jax.random.normal(k, (32, 2))  # noqa: E731
     tgt = lambda k: jax.random.normal(k, (32, 2)) + 1.0  # noqa: E731
     kw = dict(n_steps=7, progress=False, gap_weight=0.5)
-    p1, h1 = otf.fit(jax.random.PRNGKey(0), net.apply, p0, optax.adam(1e-2), src, tgt, chunk=7, **kw)
-    p2, h2 = otf.fit(jax.random.PRNGKey(0), net.apply, p0, optax.adam(1e-2), src, tgt, chunk=3, **kw)
+    s1, h1 = otf.fit(jax.random.PRNGKey(0), net.apply, p0, optax.adam(1e-2), src, tgt, chunk=7, **kw)
+    s2, h2 = otf.fit(jax.random.PRNGKey(0), net.apply, p0, optax.adam(1e-2), src, tgt, chunk=3, **kw)
+    p1, p2 = s1.params, s2.params
     np.testing.assert_allclose(h1["loss"], h2["loss"], rtol=1e-4)
     for a, b in zip(jax.tree_util.tree_leaves(p1), jax.tree_util.tree_leaves(p2)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="n_steps"):
         otf.fit(jax.random.PRNGKey(0), net.apply, p0, optax.adam(1e-2), src, tgt, n_steps=0)
+
+
+def test_fit_resumes_from_its_state_and_reuses_its_compiled_chunk():
+    """fit returns its FitState (params, optimiser state, step): 4 steps then 3 resumed equal 7 in one run
+    (Adam's moments carry on); a second fit with the same model, optimiser and samplers does not retrace,
+    whatever its key, n_steps, epsilon or constant gap weight."""
+    net = otf.MLP(hidden=(8,))
+    p0 = net.init(jax.random.PRNGKey(1), 2)
+    traces = []
+
+    def apply_fn(p, x):  # runs only while tracing
+        traces.append(1)
+        return net.apply(p, x)
+
+    src = lambda k: jax.random.normal(k, (32, 2))  # noqa: E731
+    tgt = lambda k: jax.random.normal(k, (32, 2)) + 1.0  # noqa: E731
+    opt = optax.adam(1e-2)
+    kw = dict(progress=False, gap_weight=0.5, chunk=4)
+    whole, h = otf.fit(jax.random.PRNGKey(0), apply_fn, p0, opt, src, tgt, n_steps=7, **kw)
+    compiled = len(traces)
+    first, h1 = otf.fit(jax.random.PRNGKey(0), apply_fn, p0, opt, src, tgt, n_steps=4, **kw)
+    resumed, h2 = otf.fit(jax.random.PRNGKey(0), apply_fn, None, opt, src, tgt, n_steps=3, state=first, **kw)
+    assert int(resumed.step) == 7 and isinstance(resumed, otf.fitting.FitState)
+    np.testing.assert_allclose(np.concatenate([h1["loss"], h2["loss"]]), h["loss"], rtol=1e-5)
+    for a, b in zip(jax.tree_util.tree_leaves(resumed), jax.tree_util.tree_leaves(whole)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    otf.fit(jax.random.PRNGKey(5), apply_fn, p0, opt, src, tgt, n_steps=9, epsilon=0.02, **kw)
+    assert len(traces) == compiled  # no retrace after the first call
+    with pytest.raises(ValueError, match="not both"):
+        otf.fit(jax.random.PRNGKey(0), apply_fn, p0, opt, src, tgt, n_steps=3, state=first, **kw)
 
 
 @pytest.mark.slow

@@ -138,3 +138,84 @@ def test_closed_over_concrete_arrays_inside_jit():
     a = np.full(4, 0.25, np.float32)
     out = jax.jit(lambda x: otf.sinkhorn(otf.PointCloud(x, Y, epsilon=1.0), None, a).reg_ot_cost)(X)
     assert np.isfinite(float(out))
+
+
+# --------------------------------------------------------------------- static ints: one rule everywhere
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda v: otf.sns(otf.Geometry(np.ones((4, 4)), epsilon=0.1), max_newton_iters=v),
+        lambda v: otf.sns(otf.Geometry(np.ones((4, 4)), epsilon=0.1), newton_cg_maxiter=v),
+        lambda v: otf.sliced_wasserstein(jax.random.PRNGKey(0), X, X, n_projections=v),
+        lambda v: otf.energy_sliced_wasserstein(jax.random.PRNGKey(0), X, X, n_projections=v),
+        lambda v: otf.max_sliced_wasserstein(jax.random.PRNGKey(0), X, X, n_steps=v),
+        lambda v: otf.sample_vmf(jax.random.PRNGKey(0), jnp.ones(3), 1.0, v),
+        lambda v: otf.meshes.chamfer_distance(X, Y, chunk_size=v),
+        lambda v: otf.fit(jax.random.PRNGKey(0), lambda p, x: x, {}, None, None, None, n_steps=v),
+    ],
+)
+def test_static_ints_type_error_for_a_wrong_type_value_error_out_of_range(call):
+    """A float or a bool where a static int is expected is a TypeError; 0 is a ValueError (one rule, shared by
+    _validation.check_static_int)."""
+    for bad in (2.0, True, np.float32(3)):
+        with pytest.raises(TypeError, match="must be a Python int"):
+            call(bad)
+    with pytest.raises(ValueError, match="must be >= 1"):
+        call(0)
+
+
+# -------------------------------------------------------------- device arrays are not copied to the host
+
+
+class _NoHostCopy:
+    """Stands for a module's ``np``: ``np.asarray``/``np.array`` of a JAX array with elements is a host copy."""
+
+    def __init__(self, real):
+        self._real = real
+
+    def __getattr__(self, name):
+        attr = getattr(self._real, name)
+        if name not in ("asarray", "array"):
+            return attr
+
+        def guarded(x, *args, **kwargs):
+            if isinstance(x, jax.Array) and x.ndim > 0:
+                raise AssertionError(f"np.{name} copied a device array of shape {x.shape} to the host")
+            return attr(x, *args, **kwargs)
+
+        return guarded
+
+
+@pytest.fixture
+def no_host_copy(monkeypatch):
+    import ott_fast._validation as validation
+    import ott_fast.meshes as meshes
+    import ott_fast.sliced.wasserstein as wasserstein
+
+    for module in (validation, meshes, wasserstein):
+        monkeypatch.setattr(module, "np", _NoHostCopy(np))
+
+
+def test_device_arrays_are_validated_on_their_device(no_host_copy):
+    from ott_fast import _validation as val
+
+    w = jnp.asarray([0.5, 0.25, 0.25])
+    assert val.check_weights("a", w, 3, jnp.float32).shape == (3,)
+    val.check_mass(w, w, jnp.float32)
+    for bad, match in ((w.at[0].set(jnp.nan), "NaN"), (w.at[0].set(-1.0), "non-negative"), (0 * w, "sum to zero")):
+        with pytest.raises(ValueError, match=match):
+            val.check_weights("a", bad, 3, jnp.float32)
+    key, x, y = jax.random.PRNGKey(0), jnp.asarray(X), jnp.asarray(Y)
+    a, b = jnp.full(5, 0.2), jnp.full(4, 0.25)
+    assert np.isfinite(float(otf.wasserstein_1d(x[:, 0], y[:, 0], a, b)))
+    assert np.isfinite(float(otf.sliced_wasserstein(key, x, y, a, b, n_projections=4)))
+    assert np.isfinite(float(otf.meshes.chamfer_distance(x, y, a, b)))
+    with pytest.raises(ValueError, match="u: contains NaN"):
+        otf.wasserstein_1d(x[:, 0].at[1].set(jnp.inf), y[:, 0])
+    with pytest.raises(ValueError, match="b: weights must be non-negative"):
+        otf.meshes.chamfer_distance(x, y, a, b.at[0].set(-1.0))
+    v = jnp.asarray([[0.0, 0, 0], [1, 0, 0], [0, 1, 0]])
+    with pytest.raises(ValueError, match=r"faces: indices must lie in \[0, 2\]"):
+        otf.meshes.varifold(v, jnp.asarray([[0, 1, 3]]))
