@@ -17,8 +17,9 @@ import numpy as np
 
 import ott_fast as otf
 from benchmarks.problems import l1_marginal_error
-from ott_fast.entropic import dual as _dual_module
-from ott_fast.trace import Curve, _weights, best_time
+from ott_fast import _validation as val
+from ott_fast.entropic import dual
+from ott_fast.trace import Curve, best_time
 
 Geom = otf.Geometry | otf.PointCloud
 
@@ -27,7 +28,7 @@ def _dual(cost: Any, f: np.ndarray, g: np.ndarray, a: np.ndarray, b: np.ndarray,
     """``D(f, g)`` of the balanced problem on ``cost``, by ott_fast's dual, in float64."""
     with jax.enable_x64(True):
         geom = otf.Geometry(np.asarray(cost, np.float64), epsilon=float(eps))
-        return float(_dual_module.dual_objective(f, g, geom, jnp.asarray(a), jnp.asarray(b), 1.0, 1.0))
+        return float(dual.dual_objective(f, g, geom, jnp.asarray(a), jnp.asarray(b), 1.0, 1.0))
 
 
 def pot_chunks(a: np.ndarray, b: np.ndarray, cost: np.ndarray, eps: float, max_iters: int, chunk: int) -> Any:
@@ -74,7 +75,7 @@ def ott_jax_curve(
     from ott.problems.linear import linear_problem
     from ott.solvers.linear import sinkhorn as ott_sinkhorn
 
-    a, b = _weights(geom, a, b)
+    a, b = val.check_weights("a", a, geom.shape[0], geom.dtype), val.check_weights("b", b, geom.shape[1], geom.dtype)
     solver = ott_sinkhorn.Sinkhorn(threshold=tol, max_iterations=max_iters, inner_iterations=inner_iterations)
 
     @jax.jit
@@ -118,7 +119,7 @@ def pot_curve(
         >>> bool(curve.errors[-1] <= 1e-4)
         True
     """
-    a, b = _weights(geom, a, b)
+    a, b = val.check_weights("a", a, geom.shape[0], geom.dtype), val.check_weights("b", b, geom.shape[1], geom.dtype)
     an, bn, cost = np.asarray(a, np.float64), np.asarray(b, np.float64), np.asarray(geom.cost_matrix, np.float64)
     eps = float(geom.epsilon)
     its, errs, duals, secs = [], [], [], []

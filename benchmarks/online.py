@@ -96,9 +96,13 @@ def _run(python: str, body: str, n: int, d: int, chunk: int, k1: int, k2: int) -
 
 
 def online_case(n: int, d: int, ott_py: str | None, with_ott: bool) -> dict[str, Any]:
-    from ott_fast.geometry import _resolve_chunk
+    import numpy as np
 
-    chunk = _resolve_chunk("auto", n, n)  # ott_fast's automatic chunk size, given to both libraries
+    import ott_fast as otf
+
+    # ott_fast's automatic chunk size (the one PointCloud(chunk_size="auto") resolves to), given to both libraries
+    points = np.zeros((n, d), np.float32)
+    chunk = otf.PointCloud(points, points, epsilon=1.0, chunk_size="auto").chunk_size
     k1, k2 = (1, 3) if n * d > 10**6 else (2, 6)
     ours = _run(sys.executable, _OURS, n, d, chunk, k1, k2)
     theirs = _run(ott_py, _OTT, n, d, chunk, k1, k2) if (ott_py and with_ott) else {"error": "not run"}
