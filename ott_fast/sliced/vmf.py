@@ -35,7 +35,7 @@ def safe_normalize(v: Array, axis: int = -1) -> Array:
 
     Example:
         >>> import jax.numpy as jnp
-        >>> safe_normalize(jnp.array([[3.0, 4.0], [0.0, 0.0]])).round(4).tolist()
+        >>> [[round(float(t), 4) for t in row] for row in safe_normalize(jnp.array([[3.0, 4.0], [0.0, 0.0]]))]
         [[0.6, 0.8], [0.0, 0.0]]
     """
     sq = jnp.sum(v * v, axis=axis, keepdims=True)
