@@ -6,7 +6,8 @@ Writes only under ``<out>``; ``--update-docs`` (full mode) also rewrites the tab
 ``batches`` (thousands of tiny problems, ``benchmarks/batches.py``) and ``couplings`` (minibatch couplings for
 flow matching, exact and entropic, ``benchmarks/couplings.py``); ``--suites device``
 (``benchmarks/device.py``, for one accelerator, against its roofline) runs only when named (its own
-flags, such as ``--matmul-tflops``, are passed on to it). Each prints its tables and writes its JSON and plots
+flags, such as ``--matmul-tflops``, are passed on to it) and ``--suites divergence`` (the Sinkhorn divergence
+as a loss against GeomLoss, ``benchmarks/divergence.py``) too. Each prints its tables and writes its JSON and plots
 under ``<out>``. The Sinkhorn suite writes ``<out>/benchmarks.json`` and convergence plots
 ``<out>/sinkhorn_*.png``. Its full mode runs the recorded cases (n = m = 4000 in d = 3 and d = 64, and a
 batch of 64 problems of n = m = 256 in d = 3);
@@ -139,9 +140,11 @@ SUITES = {
     "batches": "benchmarks.batches",
     "couplings": "benchmarks.couplings",
     "device": "benchmarks.device",
+    "divergence": "benchmarks.divergence",
 }
-# The device suite is for an accelerator (its full sizes take hours on a CPU): it runs only when named.
-DEFAULT_SUITES = [s for s in SUITES if s != "device"]
+# The device suite is for an accelerator (its full sizes take hours on a CPU) and the divergence suite needs
+# the geomloss extra (torch) and hours at full size: they run only when named.
+DEFAULT_SUITES = [s for s in SUITES if s not in ("device", "divergence")]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -234,7 +234,7 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PAGE = os.path.join(_ROOT, "docs", "benchmarks.md")  # the page whose marked sections --update-docs rewrites
 PLOTS = os.path.join(_ROOT, "docs", "_static", "benchmarks")  # where a full run copies its plots
 # suite -> the glob of its plots under <out>
-PLOT_GLOBS = {s: f"{s}_*.png" for s in ("sinkhorn", "sns", "sliced", "monge_gap")}
+PLOT_GLOBS = {s: f"{s}_*.png" for s in ("sinkhorn", "sns", "sliced", "monge_gap")} | {"divergence": "divergence.png"}
 
 # Page section -> (suite, its JSON file, renderer). A renderer returning "" leaves its section as it was.
 def render_batches(data: dict[str, Any]) -> str:
@@ -264,6 +264,49 @@ def render_batches(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def render_divergence(data: dict[str, Any]) -> str:
+    """The Sinkhorn divergence as a loss: per case, each setting's seconds and its errors against the reference."""
+    meta = data.get("meta", {})
+    lines = [
+        f"Measured by `python -m benchmarks --suites divergence` ({_machine(meta)}; GeomLoss: "
+        f"{meta.get('geomloss', '?')}, KeOps: {meta.get('keops', '?')}). Value + gradient in x, seconds: best of "
+        f"{meta.get('repeats', '?')} after a warm-up call; errors relative to the reference named per case "
+        "(GeomLoss's value and gradient doubled: its cost is |x - y|^2 / 2).",
+    ]
+    for case in data["cases"]:
+        ref = case.get("reference")
+        if ref is None:
+            head = f"reference {case.get('reference_note', 'not run')}: no errors"
+        else:
+            head = (
+                f"reference {ref['kind']}: value {ref['value']:.6g}, gradient norm {ref['grad_norm']:.4g}, "
+                "L1 marginal errors reached (xy, xx, yy) "
+                + ", ".join(f"{e:.1e}" for e in ref.get("marginal_errors", []))
+            )
+        lines += [
+            "",
+            f"{case['case']}, blur {case['blur']:g} (ours: epsilon {case['epsilon']:g}); {head}.",
+            "",
+            "| setting | seconds | value | value error | gradient error | iterations (3 solves) |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for r in case["results"]:
+            note = r.get("absent") or r.get("failed") or r.get("skipped")
+            if note:
+                lines.append(f"| {r['solver']} | {note} | | | | |")
+                continue
+
+            def err(key: str, r: dict[str, Any] = r) -> str:
+                return "-" if r.get(key) is None else f"{r[key]:.1e}"
+
+            value = f"{r['value']:.5g}" if r.get("converged", True) else "NaN (not converged)"
+            lines.append(
+                f"| {r['solver']} | {r['seconds']:.3g} | {value} | {err('value_error')} | {err('grad_error')} "
+                f"| {r.get('iterations', '')} |"
+            )
+    return "\n".join(lines)
+
+
 SECTIONS: dict[str, tuple[str, str, Callable[[dict[str, Any]], str]]] = {
     "sinkhorn": ("sinkhorn", "benchmarks.json", render_sinkhorn),
     "sinkhorn-online": ("sinkhorn", "benchmarks.json", render_online),
@@ -272,6 +315,7 @@ SECTIONS: dict[str, tuple[str, str, Callable[[dict[str, Any]], str]]] = {
     "monge_gap": ("monge_gap", "monge_gap.json", render_monge_gap),
     "batches": ("batches", "batches.json", render_batches),
     "device": ("device", "device.json", render_device),
+    "divergence": ("divergence", "divergence.json", render_divergence),
 }
 
 
