@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ott_fast import _validation as val
+from ott_fast._tuning import tuning
 from ott_fast.costs import HIGHEST, Cost, SqEuclidean, as_cost
 
 Array = jax.Array
@@ -96,24 +97,15 @@ def _stat_from_sums(stat: str, s1: Array, s2: Array, top: Array, mass: Array) ->
     return mean if stat == "mean" else jnp.sqrt(jnp.maximum(s2 / mass - mean**2, 0.0))
 
 
-_DENSE_MAX_ENTRIES = 1 << 28  # 1 GiB of float32: beyond it, PointCloud(chunk_size=None) goes online
-# Entries per chunk of an online geometry: large enough that each chunk's matrix product runs at BLAS speed
-# and the scan's per-step overhead is amortised (at n = m = 10,000 on a 2-core CPU: 100-row chunks 750 ms
-# per iteration in d = 3, 500-1000 rows 67 ms; d = 64: 250 rows 774 ms, 1000 rows 334 ms).
-_ONLINE_CHUNK_ENTRIES = 1 << 23
-# ... but never fewer rows than this: at m = 50,000 a 128-row chunk ran d=64 at 0.031 it/s (slower than
-# OTT-JAX's 0.046), the per-step overhead dominating.
-_ONLINE_MIN_ROWS = 512
-
-
 def _resolve_chunk(chunk_size: Any, n: int, m: int) -> int | None:
     """Rows per chunk of an online geometry, or ``None`` for a dense one."""
     if chunk_size is None:
-        if n * m <= _DENSE_MAX_ENTRIES:
+        if n * m <= tuning().dense_max_entries:
             return None
         chunk_size = "auto"
     if chunk_size == "auto":  # a multiple of 64 rows, so a chunk splits evenly over 2, 4, ..., 64 devices
-        return int(min(n, max(_ONLINE_MIN_ROWS, (_ONLINE_CHUNK_ENTRIES // m) // 64 * 64)))
+        t = tuning()
+        return int(min(n, max(t.online_min_rows, (t.online_chunk_entries // m) // 64 * 64)))
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size: expected None, 'auto' or a positive int, got {chunk_size!r}.")
     return min(chunk_size, n)
@@ -121,17 +113,30 @@ def _resolve_chunk(chunk_size: Any, n: int, m: int) -> int | None:
 
 def log_block(c: Array, u: Array, v: Array, inv_eps: Array) -> Array:
     """``u_i + v_j - c_ij inv_eps``: THE log-plan formula. Every log-plan entry any solver or derived quantity
-    uses comes from here, or, for the online squared-Euclidean kernel, from its norm-folded equivalent."""
-    return u[:, None] + v[None, :] - c * inv_eps
+    uses comes from here, or, for the online squared-Euclidean kernel, from its norm-folded equivalent.
+
+    Evaluated as ``(eps u_i + eps v_j - c_ij) / eps``, so that ``c`` enters each call through an operation
+    with that call's own operands: written ``u + v - c * inv_eps``, XLA shared one ``c * inv_eps`` between
+    the sweeps of a program and wrote it out as an ``n x m`` temporary (a second matrix in memory, and its
+    traffic in every iteration). The rounding is that of the usual ``(f + g - c) / eps``."""
+    eps = 1.0 / inv_eps
+    return ((u * eps)[:, None] + (v * eps)[None, :] - c) * inv_eps
 
 
 def sweep_exp(z: Array) -> Array:
-    """``exp(z)`` of a log-plan block, as every sweep takes it: written ``where(z == -inf, 0, exp(z))``, which is
-    ``exp(z)`` for every input (NaN included). The select keeps XLA:CPU from handing the fused sweep to its
-    YNNPACK library fusion, which ran the sweeps of a vmapped batch of small problems about 8x slower than
-    its own loop emitter (4096 problems of 64 x 64: 121 ms against 14 ms per iteration; a single large
-    problem is not affected)."""
+    """``exp(z)`` of a log-plan block, as every sweep takes it.
+
+    A block of at most ``2**16`` entries (a problem of a vmapped batch) is written
+    ``where(z == -inf, 0, exp(z))``, which is ``exp(z)`` for every input (NaN included): the select keeps
+    XLA:CPU from handing the fused sweep to its YNNPACK library fusion, which ran the sweeps of a vmapped
+    batch of small problems about 8x slower than its own loop emitter (4096 problems of 64 x 64: 121 ms
+    against 14 ms per iteration). A larger block takes ``exp`` as it is: there the select stops XLA from
+    fusing the exponential into the reduction, and the sweep wrote an ``n x m`` temporary (twice the memory
+    of a 2000 x 2000 solve, by ``memory_analysis``)."""
+    if z.size > tuning().select_max:
+        return jnp.exp(z)
     return jnp.where(z == -jnp.inf, jnp.zeros((), z.dtype), jnp.exp(z))
+
 
 
 def _lse_rows(c: Array, u: Array, v: Array, inv_eps: Array) -> Array:
@@ -144,16 +149,19 @@ def _lse_rows(c: Array, u: Array, v: Array, inv_eps: Array) -> Array:
     return jnp.clip(jnp.log(jnp.sum(sweep_exp(log_block(c, u, v, inv_eps)), axis=1)), lo, hi)
 
 
-_BLOCK_ENTRIES = 1 << 20  # ~4 MB of float32 per row block: stays in cache while a column sweep reads it
 
-
-def _row_block(n: int, m: int) -> int:
-    """Rows per block of the column sweep: the largest divisor of ``n`` with at most ``_BLOCK_ENTRIES``
-    entries, or ``n`` (one block) when the matrix is small or ``n`` has no divisor of a useful size."""
-    target = max(1, _BLOCK_ENTRIES // m)
-    if n <= target:
-        return n
-    return useful_divisor(n, target) or n
+def _col_blocks(n: int, m: int) -> tuple[int, int, int]:
+    """``(k, nb, rest)``: the column sweep of a stored ``[n, m]`` matrix reads ``nb`` blocks of ``k`` rows (about
+    ``tuning().block_entries`` entries each), then ``rest`` more rows. ``k`` is the largest divisor of ``n`` of a useful
+    size (``rest = 0``, strided blocks), else the target size itself (contiguous blocks and a shorter last
+    one); ``k = n`` (one block) for a small matrix."""
+    target = max(1, tuning().block_entries // m)
+    if n <= target:  # one block: the matrix itself, C^T beside it
+        return n, 1, 0
+    k = useful_divisor(n, target)
+    if k is not None:
+        return k, n // k, 0
+    return target, n // target, n % target
 
 
 def useful_divisor(n: int, target: int) -> int | None:
@@ -332,7 +340,7 @@ class Kernel:
         hi, lo = _clamps(self.dtype)
 
         def body(acc: None, blk: Array, ub: Array) -> tuple[None, Array]:
-            return acc, jnp.log(jnp.sum(jnp.exp(self.log_block(blk, ub, v, inv_eps)), axis=1))
+            return acc, jnp.log(jnp.sum(sweep_exp(self.log_block(blk, ub, v, inv_eps)), axis=1))
 
         _, out = self.scan(body, None, (u,), (0.0,))
         return jnp.clip(out, lo, hi)
@@ -342,7 +350,7 @@ class Kernel:
         hi, lo = _clamps(self.dtype)
 
         def body(acc: Array, blk: Array, ub: Array) -> tuple[Array, None]:
-            return acc + _group_reduce(jnp.exp(self.log_block(blk, ub, v, inv_eps)), jnp.sum), None
+            return acc + _group_reduce(sweep_exp(self.log_block(blk, ub, v, inv_eps)), jnp.sum), None
 
         init = _sharded_like(jnp.zeros((_groups(self.blocks()[1]), v.shape[0]), self.dtype), u)
         total, _ = self.scan(body, init, (u,), (-jnp.inf,))
@@ -391,13 +399,23 @@ class Kernel:
 
 @jax.tree_util.register_pytree_node_class
 class DenseKernel(Kernel):
-    """A stored cost matrix ``C[n, m]`` and ``epsilon``: one block, fused sweeps.
+    """A stored cost matrix ``C[n, m]`` and ``epsilon``: fused sweeps, and no second matrix-sized buffer.
 
-    The row sweep is one fused reduction. For a large matrix the column sweep runs over blocks of rows (a
-    ``scan`` accumulating column sums), each block small enough to stay in cache: on a 2-core CPU at
-    n = 4000 an iteration takes 15.7 ms, against 25 ms with a direct column reduction or 19.8 ms with a
-    stored ``C^T``, and no second copy of the matrix is needed. A matrix that fits one block keeps ``C^T``
-    instead (cheap at that size), because a direct column reduction is slow under ``vmap``.
+    A matrix of at most one block (``n m <= 2**20`` entries, 4 MB of float32) keeps ``C^T`` beside it: both
+    sweeps are then fused row reductions (a column reduction is slow under ``vmap``), and the copy is small.
+    A larger matrix is read in place, never copied: every sweep (row and column sums and maxima) runs over
+    row blocks of about ``2**20`` entries (in cache while a block is read), in the strided order of
+    :func:`strided_chunks` (block ``j`` holds rows ``j, j + nb, ...``, a slice of the free reshape
+    ``C[k, nb, m]``, so a row-sharded matrix stays sharded in every block) when a useful divisor of ``n``
+    exists, else in contiguous blocks and a last, shorter one. (Sweeps over the whole matrix in one fusion
+    made XLA:CPU hand them to a library fusion that writes its broadcast operands out at the matrix's size,
+    and the column sweep kept a strided copy: a 2000 x 2000 solve held 4.25 times the matrix in
+    temporaries, 0.26 times now.)
+
+    Memory of a solve on a stored matrix (the compiled program's temporaries, ``memory_analysis()``): up to
+    ``4 n m`` entries when ``n m <= 2**20`` (``C^T`` and the library fusion's operands); otherwise at most
+    five row blocks (``k m <= 2**20`` entries each: 20 MB of float32, whatever the matrix's size) and
+    ``O(n + m)`` vectors. ``python -m benchmarks.memory`` measures both against these formulas.
 
     Example:
         >>> import jax.numpy as jnp
@@ -409,11 +427,7 @@ class DenseKernel(Kernel):
     def __init__(self, cost_matrix: Array, epsilon: Array) -> None:
         n, m = cost_matrix.shape
         self.cost_matrix, self.epsilon = cost_matrix, epsilon
-        k = _row_block(n, m)
-        self.cost_t = cost_matrix.T if k == n else None
-        # Large matrices are also held in strided-chunk order (see strided_chunks), so both sweeps read
-        # contiguous memory and a row-sharded matrix stays sharded; only O(n) vectors are permuted per sweep.
-        self.chunked = None if k == n else strided_chunks(cost_matrix, n // k, k)
+        self.cost_t = cost_matrix.T if _col_blocks(n, m)[0] == n else None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -434,33 +448,86 @@ class DenseKernel(Kernel):
         return log_block(self.cost_matrix, u, v, inv_eps)
 
     def row_lse(self, u: Array, v: Array, inv_eps: Array) -> Array:
-        if self.chunked is None:
+        if self.cost_t is not None:
             return _lse_rows(self.cost_matrix, u, v, inv_eps)
-        nb, k, m = self.chunked.shape
         hi, lo = _clamps(self.dtype)
-        z = strided_chunks(u, nb, k)[:, :, None] + v[None, None, :] - self.chunked * inv_eps
-        out = jnp.clip(jnp.log(jnp.sum(jnp.exp(z), axis=2)), lo, hi)
-        return jnp.swapaxes(out, 0, 1).reshape(nb * k)
+        return jnp.clip(jnp.log(self._row_reduce(u, v, inv_eps, sweep_exp, jnp.sum)), lo, hi)
 
     def col_lse(self, u: Array, v: Array, inv_eps: Array) -> Array:
         if self.cost_t is not None:
             return _lse_rows(self.cost_t, v, u, inv_eps)
-        nb, k, m = self.chunked.shape
         hi, lo = _clamps(self.dtype)
-
-        def block(acc: Array, cu: tuple[Array, Array]) -> tuple[Array, None]:
-            cb, ub = cu
-            return acc + _group_reduce(jnp.exp(log_block(cb, ub, v, inv_eps)), jnp.sum), None
-
-        init = _sharded_like(jnp.zeros((_groups(k), m), self.dtype), u)  # per row group: one all-reduce per sweep
-        total, _ = jax.lax.scan(block, init, (self.chunked, strided_chunks(u, nb, k)))
-        return jnp.clip(jnp.log(jnp.sum(total, axis=0)), lo, hi)
+        return jnp.clip(jnp.log(self._col_reduce(u, v, inv_eps, sweep_exp, jnp.sum)), lo, hi)
 
     def row_max(self, u: Array, v: Array, inv_eps: Array) -> Array:
-        return jnp.max(self.log_matrix(u, v, inv_eps), axis=1)
+        if self.cost_t is not None:
+            return jnp.max(self.log_matrix(u, v, inv_eps), axis=1)
+        return self._row_reduce(u, v, inv_eps, lambda z: z, jnp.max)
+
+    def _row_reduce(self, u: Array, v: Array, inv_eps: Array, elem: Any, fold: Any) -> Array:
+        """``[n]``: ``fold`` over columns of ``elem`` of the log-plan blocks, block by block as
+        :meth:`_col_reduce` reads them (a reduction of the whole matrix in one fusion made XLA:CPU write
+        broadcast operands of the matrix's size)."""
+        k, nb, rest = _col_blocks(*self.shape)
+        m = self.shape[1]
+        c = self.cost_matrix
+
+        def rows(cb: Array, ub: Array) -> Array:
+            return fold(elem(log_block(cb, ub, v, inv_eps)), axis=1)
+
+        if rest == 0:
+            c3, u2 = c.reshape(k, nb, m), u.reshape(k, nb)
+
+            def strided(_: None, j: Array) -> tuple[None, Array]:
+                cb = jax.lax.dynamic_index_in_dim(c3, j, axis=1, keepdims=False)
+                return None, rows(cb, jax.lax.dynamic_index_in_dim(u2, j, axis=1, keepdims=False))
+
+            out = jax.lax.scan(strided, None, jnp.arange(nb))[1]  # [nb, k]: block j holds rows j, j + nb, ...
+            return jnp.swapaxes(out, 0, 1).reshape(nb * k)
+
+        def contiguous(_: None, j: Array) -> tuple[None, Array]:
+            start = j * k
+            cb = jax.lax.dynamic_slice_in_dim(c, start, k, axis=0)
+            return None, rows(cb, jax.lax.dynamic_slice_in_dim(u, start, k))
+
+        out = jax.lax.scan(contiguous, None, jnp.arange(nb))[1].reshape(nb * k)
+        return jnp.concatenate([out, rows(c[nb * k :], u[nb * k :])])
 
     def col_max(self, u: Array, v: Array, inv_eps: Array) -> Array:
-        return jnp.max(self.log_matrix(u, v, inv_eps), axis=0)
+        if self.cost_t is not None:
+            return jnp.max(log_block(self.cost_t, v, u, inv_eps), axis=1)
+        return self._col_reduce(u, v, inv_eps, lambda z: z, jnp.max)
+
+    def _col_reduce(self, u: Array, v: Array, inv_eps: Array, elem: Any, fold: Any) -> Array:
+        """``[m]``: ``fold`` (``jnp.sum`` or ``jnp.max``) over rows of ``elem`` of the log-plan blocks, over the
+        row blocks of :func:`_col_blocks`, read in place (a column reduction of the whole matrix made XLA:CPU
+        write an ``n x m`` temporary), per row group (one all-reduce after the loop)."""
+        k, nb, rest = _col_blocks(*self.shape)
+        m = self.shape[1]
+        c = self.cost_matrix
+        fill = 0.0 if fold is jnp.sum else -jnp.inf
+        combine = jnp.add if fold is jnp.sum else jnp.maximum
+        init = _sharded_like(jnp.full((_groups(k), m), fill, self.dtype), u)
+
+        def add(acc: Array, cb: Array, ub: Array) -> Array:
+            return combine(acc, _group_reduce(elem(log_block(cb, ub, v, inv_eps)), fold))
+
+        if rest == 0:  # strided blocks, read in place from the free reshape [k, nb, m]
+            c3, u2 = c.reshape(k, nb, m), u.reshape(k, nb)
+
+            def strided(j: Array, acc: Array) -> Array:
+                cb = jax.lax.dynamic_index_in_dim(c3, j, axis=1, keepdims=False)
+                return add(acc, cb, jax.lax.dynamic_index_in_dim(u2, j, axis=1, keepdims=False))
+
+            return fold(jax.lax.fori_loop(0, nb, strided, init), axis=0)
+
+        def contiguous(j: Array, acc: Array) -> Array:  # contiguous blocks, then the last rows
+            start = j * k
+            cb = jax.lax.dynamic_slice_in_dim(c, start, k, axis=0)
+            return add(acc, cb, jax.lax.dynamic_slice_in_dim(u, start, k))
+
+        total = fold(jax.lax.fori_loop(0, nb, contiguous, init), axis=0)
+        return combine(total, fold(elem(log_block(c[nb * k :], u[nb * k :], v, inv_eps)), axis=0))
 
     def max_cost(self, a: Array | None = None, b: Array | None = None) -> Array:
         u, v = _support_log(a, self.shape[0], self.dtype), _support_log(b, self.shape[1], self.dtype)
@@ -470,12 +537,12 @@ class DenseKernel(Kernel):
         return jnp.all(jnp.isfinite(self.cost_matrix))
 
     def tree_flatten(self) -> tuple[tuple, None]:
-        return (self.cost_matrix, self.epsilon, self.cost_t, self.chunked), None
+        return (self.cost_matrix, self.epsilon, self.cost_t), None
 
     @classmethod
     def tree_unflatten(cls, aux: None, children: tuple) -> DenseKernel:
         obj = object.__new__(cls)
-        obj.cost_matrix, obj.epsilon, obj.cost_t, obj.chunked = children
+        obj.cost_matrix, obj.epsilon, obj.cost_t = children
         return obj
 
 

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ott_fast import _validation as val
+from ott_fast._tuning import tuning
 from ott_fast.entropic import dual
 from ott_fast.geometry import strided_chunks, unstride, useful_divisor
 
@@ -208,16 +209,12 @@ def batched_mode(batching: str, shape: tuple[int, int], implicit_diff: bool = Tr
     """
     cpu = jax.default_backend() == "cpu"
     if batching == "sequential" or (
-        batching == "auto" and implicit_diff and cpu and shape[0] * shape[1] >= _SEQUENTIAL_MIN_ENTRIES
+        batching == "auto" and implicit_diff and cpu and shape[0] * shape[1] >= tuning().sequential_min_entries
     ):
         return "sequential"
     return "chunked" if cpu and implicit_diff else "whole"
 
 
-# Measured on a 2-core CPU (vmap, tol 1e-3): chunked beats the loop 1.5x at 128 x 128 (512 problems, d = 2)
-# and 1.7x at 181 x 181 (256, d = 3); at 256 x 256 they tie (1.2x either way, by the spread of iteration
-# counts), and the loop wins 1.2x at 362 x 362 and 1.4x at 512 x 512.
-_SEQUENTIAL_MIN_ENTRIES = 1 << 16
 
 
 def in_chunks(fn: Callable[..., Any], members: int) -> Callable[..., Any]:
@@ -253,7 +250,7 @@ def in_chunks(fn: Callable[..., Any], members: int) -> Callable[..., Any]:
     def _rule(axis_size: int, in_batched: list, *args: Any) -> tuple[Any, Any]:
         axes = tuple(jax.tree.map(lambda bt: 0 if bt else None, list(in_batched)))
         batched_fn = jax.vmap(fn, in_axes=axes)
-        if axis_size <= _WHOLE_CHUNKS * members:  # a few chunks' worth: the whole batch is cache-sized
+        if axis_size <= tuning().whole_chunks * members:  # a few chunks' worth: the whole batch is cache-sized
             out = batched_fn(*args)
             return out, jax.tree.map(lambda _: True, out)
         # no divisor of a useful size: top up to balanced chunks instead
@@ -294,11 +291,9 @@ def chunk_members(shape: tuple[int, int]) -> int:
         >>> chunk_members((128, 128))
         64
     """
-    return max(1, _CHUNK_ENTRIES // (shape[0] * shape[1]))
+    return max(1, tuning().chunk_entries // (shape[0] * shape[1]))
 
 
-_CHUNK_ENTRIES = 1 << 20
-_WHOLE_CHUNKS = 4
 
 
 def while_loop(
@@ -343,7 +338,8 @@ def while_loop(
         # within each device's lanes, never across devices.
         lanes = next(k for k in (8, 4, 2, 1) if axis_size % k == 0)
         width = axis_size // lanes
-        size = -(-width // _GROUPS)
+        groups = tuning().groups
+        size = -(-width // groups)
         op_batched = in_batched[0]
         op_axes = jax.tree.map(lambda bt: 0 if bt else None, op_batched)
 
@@ -371,7 +367,7 @@ def while_loop(
         def call(st: Any) -> Any:
             active = going(ops, st)  # [lanes, width]
             order = jnp.argsort(~active, axis=1, stable=True).astype(jnp.int32)  # members going first
-            order = jnp.concatenate([order, jnp.repeat(order[:, -1:], size * _GROUPS - width, axis=1)], axis=1)
+            order = jnp.concatenate([order, jnp.repeat(order[:, -1:], size * groups - width, axis=1)], axis=1)
             n_groups = jnp.max((jnp.sum(active, axis=1, dtype=jnp.int32) + size - 1) // size)
 
             def group(i: Array, st: Any) -> Any:
@@ -389,7 +385,6 @@ def while_loop(
     return run(operands, init)
 
 
-_GROUPS = 8  # groups per lane of a batched while_loop: finer skips finished members sooner, coarser vectorises better
 
 
 def make_solve(

@@ -1,0 +1,89 @@
+"""The numbers tuned for a backend, in one table per backend, each with the benchmark that sets it.
+
+The code reads them through :func:`tuning` (at trace time: the backend of the default device). CPU values
+were measured on a 2-core x86 CPU; the GPU/TPU table is a copy of the CPU one, marked unmeasured, until a
+device benchmark sets it (``python -m benchmarks.device``). What was tried on the way to these values is in
+the changelog and on the benchmarks page, not here.
+
+Example:
+    >>> tuning("cpu").block_entries
+    1048576
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+
+__all__ = ["Tuning", "tuning", "CPU", "ACCELERATOR"]
+
+
+class Tuning(NamedTuple):
+    """One backend's tuned constants.
+
+    Attributes:
+        block_entries: entries of a row block of a stored cost matrix, the unit every sweep reads in place
+            (``geometry.DenseKernel``; a block stays in cache while it is read). Set by ``python -m
+            benchmarks`` (sinkhorn suite, dense problems up to n = 4000).
+        select_max: the largest log-plan block whose exponential is written as a select (``geometry.sweep_exp``:
+            it keeps XLA:CPU's library fusion off the sweeps of vmapped small problems). Set by ``python -m
+            benchmarks.batches`` (4096 problems of 64 x 64).
+        dense_max_entries: ``PointCloud(chunk_size=None)`` goes online beyond this many cost entries (1 GiB of
+            float32): a memory limit, not a speed one.
+        online_chunk_entries: entries per chunk of an online geometry (``chunk_size="auto"``), large enough for
+            the chunk's matrix product to run at BLAS speed. Set by ``python -m benchmarks.online``.
+        online_min_rows: the fewest rows of an ``"auto"`` chunk (the scan's per-step overhead dominated below
+            it at m = 50,000, d = 64). Set by ``python -m benchmarks.online``.
+        sequential_min_entries: ``batching="auto"`` loops over the members of a vmapped batch from this many
+            cost entries per problem on CPU (``driver.batched_mode``). Set by ``python -m benchmarks.batches``.
+        chunk_entries: cost entries per chunk of a ``"chunked"`` batch (``driver.chunk_members``). Set by
+            ``python -m benchmarks.batches``.
+        whole_chunks: a batch of at most this many chunks' worth runs whole (``driver.in_chunks``). Set by
+            ``python -m benchmarks.batches``.
+        groups: groups per lane of a batched ``while_loop`` (``driver.while_loop``): finer skips finished
+            members sooner, coarser vectorises better. Set by ``python -m benchmarks.batches``.
+        measured: whether these values were measured on this backend.
+    """
+
+    block_entries: int
+    select_max: int
+    dense_max_entries: int
+    online_chunk_entries: int
+    online_min_rows: int
+    sequential_min_entries: int
+    chunk_entries: int
+    whole_chunks: int
+    groups: int
+    measured: bool
+
+
+CPU = Tuning(
+    block_entries=1 << 20,
+    select_max=1 << 16,
+    dense_max_entries=1 << 28,
+    online_chunk_entries=1 << 23,
+    online_min_rows=512,
+    sequential_min_entries=1 << 16,
+    chunk_entries=1 << 20,
+    whole_chunks=4,
+    groups=8,
+    measured=True,
+)
+
+# GPU and TPU: not measured yet; the CPU values stand in (the batching rules that are CPU-only do not apply).
+ACCELERATOR = CPU._replace(measured=False)
+
+
+def tuning(backend: str | None = None) -> Tuning:
+    """The table of ``backend`` (``"cpu"``, ``"gpu"``, ``"tpu"``; ``None``: the default device's).
+
+    Args:
+        backend: a JAX backend name, or ``None``.
+
+    Example:
+        >>> tuning("gpu").measured
+        False
+    """
+    backend = jax.default_backend() if backend is None else backend
+    return CPU if backend == "cpu" else ACCELERATOR
