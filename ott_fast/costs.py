@@ -24,6 +24,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 
@@ -217,9 +218,10 @@ class StaticFunction:
     same default arguments, equal closure values and equal values of the globals its code reads.
 
     So ``cost=lambda x, y: ...`` written inside a loop (a fresh function object on every pass) compiles
-    once instead of on every call. Unhashable captured values (arrays, say) compare by identity: the
-    function then recompiles only when that object changes. A global read by the function is compared by
-    value when hashable, else by identity, so changing it triggers a recompile rather than a stale result.
+    once instead of on every call. Captured NumPy arrays compare by value (shape, dtype and bytes), so
+    changing one in place recompiles rather than giving a stale result; other unhashable values (JAX
+    arrays, which are immutable, say) compare by identity. A global read by the function is compared the
+    same way.
 
     Args:
         fn: any Python callable.
@@ -265,6 +267,8 @@ def _hashable(v: Any) -> Any:
         return v
     if callable(v) and hasattr(v, "__code__"):
         return StaticFunction(v)
+    if isinstance(v, np.ndarray):  # mutable: compared by value, so changing it in place recompiles
+        return ("ndarray", v.shape, v.dtype.str, v.tobytes())
     try:
         hash(v)
     except TypeError:

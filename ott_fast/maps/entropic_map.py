@@ -25,7 +25,7 @@ Array = jax.Array
 
 __all__ = ["EntropicMap", "entropic_map", "MLP"]
 
-_MAP_BLOCK = 1024  # query points processed at once (bounds the [block, m, d] buffer of non-Euclidean costs)
+_MAP_BLOCK = 1024  # query points processed at once (see EntropicMap.block_size)
 
 
 class EntropicMap(NamedTuple):
@@ -34,7 +34,8 @@ class EntropicMap(NamedTuple):
     Attributes:
         y: ``[m, d]`` target points.  g: ``[m]`` their potential.  log_b: ``[m]`` log target weights.
         epsilon: ``[]`` absolute epsilon.  cost: the ground cost.
-        converged: ``[]`` bool, whether the Sinkhorn solve that gave ``g`` converged.
+        converged: ``[]`` bool, whether the Sinkhorn solve that gave ``g`` converged; the map's values are
+            NaN where it did not (the status rule of every value derived from a solve).
         shift: ``[d]`` the common shift the solve centred both clouds by (translation-invariant costs), or
             ``None``: costs to new points are formed from centred points too, so the map stays accurate
             far from the origin.
@@ -77,9 +78,24 @@ class EntropicMap(NamedTuple):
         if x.ndim == 1:
             return self(x[None])[0]
         x = x.astype(self.y.dtype)
-        if x.shape[0] <= _MAP_BLOCK:
-            return self._apply_block(x)
-        return jax.lax.map(lambda xi: self._apply_block(xi[None])[0], x, batch_size=_MAP_BLOCK)
+        block = self.block_size
+        if x.shape[0] <= block:
+            out = self._apply_block(x)
+        else:
+            out = jax.lax.map(lambda xi: self._apply_block(xi[None])[0], x, batch_size=block)
+        # The status rule of every value derived from a solve: NaN where the solve did not converge.
+        return jnp.where(self.converged, out, jnp.nan)
+
+    @property
+    def block_size(self) -> int:
+        """Query points mapped at once: 1024 for the squared Euclidean cost (temporaries ``~ block m``
+        entries), fewer for other costs, whose ``[block, m, d]`` gradients ``grad h(x - y_j)`` and their
+        weighted products are held together: ``block m d <= 2**21`` entries, so the map's temporary memory is
+        at most about ``3 block m d <= 3 * 2**21`` entries (24 MB of float32), whatever the number of queries."""
+        m, d = self.y.shape
+        if isinstance(self.cost, SqEuclidean):
+            return _MAP_BLOCK
+        return max(1, min(_MAP_BLOCK, (1 << 21) // (m * d)))
 
 
 def entropic_map(
