@@ -205,3 +205,77 @@ def test_divergence_resolves_each_chunk_for_its_own_shape():
     for o, (n, m) in ((out.xy, (100_000, 1_000)), (out.xx, (100_000, 100_000)), (out.yy, (1_000, 1_000))):
         rows = o.geom.chunk_size
         assert rows == min(n, max(512, ((1 << 23) // m) // 64 * 64)), (n, m, rows)
+
+
+def _temp_bytes(fun, *shapes):
+    """The compiled program's temporary memory (no run): what XLA allocates besides inputs and outputs."""
+    args = [jax.ShapeDtypeStruct(s, jnp.float32) for s in shapes]
+    return jax.jit(fun).lower(*args).compile().memory_analysis().temp_size_in_bytes
+
+
+_BLOCK = 4 * (1 << 20)  # bytes of the 2**20-entry row block a stored matrix is swept in (float32)
+
+
+@pytest.mark.parametrize("shape", [(4096, 4096), (10007, 2000)], ids=["divisible", "prime-rows"])
+def test_dense_solve_needs_no_second_matrix(shape):
+    # Before: a strided copy (or C^T when n had no useful divisor) plus XLA's library-fusion operands, 4.25x
+    # the matrix at 2000 x 2000. Documented: at most five row blocks of <= 2**20 entries.
+    n, m = shape
+    temp = _temp_bytes(lambda c: otf.sinkhorn(otf.Geometry(c, epsilon=0.05)).reg_ot_cost, shape)
+    assert temp <= 1.25 * (5 * _BLOCK + 64 * (n + m)), (temp / 2**20, n * m * 4 / 2**20)
+
+
+def test_online_and_divergence_memory_is_one_chunk():
+    # Documented: an online solve holds one chunk of its rows (about 2**23 entries, at least 512 rows). The
+    # divergence with n != m holds the largest of its three solves' chunks (before: 1281 MB at 20000 x 500).
+    def chunk_bytes(n, m):
+        return 4 * m * min(n, max(512, ((1 << 23) // m) // 64 * 64))
+
+    temp = _temp_bytes(
+        lambda x, y: otf.sinkhorn(otf.PointCloud(x, y, epsilon=0.1, chunk_size="auto")).reg_ot_cost,
+        (20000, 3),
+        (20000, 3),
+    )
+    assert temp <= 1.25 * chunk_bytes(20000, 20000)
+    temp = _temp_bytes(
+        lambda x, y: otf.sinkhorn_divergence(x, y, epsilon=0.1, chunk_size="auto"), (20000, 3), (500, 3)
+    )
+    assert temp <= 1.25 * max(chunk_bytes(20000, 500), chunk_bytes(20000, 20000), chunk_bytes(500, 500))
+
+
+def test_a_captured_numpy_array_changed_in_place_recompiles():
+    # Before: captured arrays compared by identity, so the second call reused the first compile: stale costs.
+    w = np.ones(2, np.float32)
+    cost = lambda x, y: jnp.sum(w * (x - y) ** 2)  # noqa: E731
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(6, 2)), jnp.float32)
+    first = float(otf.sinkhorn(otf.PointCloud(x, x + 1.0, cost=cost, epsilon=0.5, relative_epsilon="mean")).transport_cost)
+    w[:] = 2.0
+    second = float(otf.sinkhorn(otf.PointCloud(x, x + 1.0, cost=cost, epsilon=0.5, relative_epsilon="mean")).transport_cost)
+    np.testing.assert_allclose(second, 2 * first, rtol=1e-4)
+
+
+def test_entropic_map_of_an_unconverged_solve_is_nan_and_its_memory_is_bounded():
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(64, 2)), jnp.float32)
+    bad = otf.entropic_map(x, x + 1.0, epsilon=0.001, max_iters=5)
+    assert not bool(bad.converged) and bool(jnp.all(jnp.isnan(bad(x[:3]))))
+    good = otf.entropic_map(x, x + 1.0, epsilon=0.1)
+    assert bool(good.converged) and bool(jnp.all(jnp.isfinite(good(x[:3]))))
+    # A cost other than squared Euclidean holds [block, m, d] gradients: documented about 3 block m d entries.
+    y = jnp.zeros((4000, 16), jnp.float32)
+    t = otf.EntropicMap(y, jnp.zeros(4000), jnp.zeros(4000), jnp.ones(()), otf.costs.PNorm(1.5), jnp.array(True))
+    mem = jax.jit(t.__call__).lower(jnp.zeros((5000, 16))).compile().memory_analysis().temp_size_in_bytes
+    assert mem <= 1.25 * 4 * max(3 * t.block_size * 4000 * 16, 5000 * 16)
+
+
+def test_divergence_warm_start_saves_iterations_and_changes_nothing():
+    x, y = _clouds(128)
+    x, y = jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32)
+    run = jax.jit(lambda x, y, w: otf.sinkhorn_divergence(x, y, epsilon=0.02, return_output=True, warm_start=w))
+    cold = jax.jit(lambda x, y: otf.sinkhorn_divergence(x, y, epsilon=0.02, return_output=True))(x, y)
+    step = x + 0.01  # a training step moves the cloud a little
+    fresh = jax.jit(lambda x, y: otf.sinkhorn_divergence(x, y, epsilon=0.02, return_output=True))(step, y)
+    warm = run(step, y, cold)
+    assert bool(warm.converged) and int(warm.xy.n_iters) < int(fresh.xy.n_iters)
+    np.testing.assert_allclose(float(warm.value), float(fresh.value), rtol=1e-3)
+    with pytest.raises(ValueError, match="warm_start"):
+        otf.sinkhorn_divergence(x[:100], y, epsilon=0.02, warm_start=cold)
