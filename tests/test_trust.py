@@ -110,9 +110,19 @@ def _fd_values(x, y, a, b, relative, unbalanced, online):
     return jnp.stack(values)
 
 
-@pytest.mark.parametrize("online", [False, True], ids=["dense", "online"])
-@pytest.mark.parametrize("unbalanced", [False, True], ids=["balanced", "unbalanced"])
-@pytest.mark.parametrize("relative", [False, True], ids=["absolute", "relative"])
+_FD_CASES = [  # each factor at both levels twice in the default run; the other four combinations are slow
+    pytest.param(False, False, False, id="absolute-balanced-dense"),
+    pytest.param(True, False, True, id="relative-balanced-online"),
+    pytest.param(False, True, True, id="absolute-unbalanced-online"),
+    pytest.param(True, True, False, id="relative-unbalanced-dense"),
+    pytest.param(True, False, False, id="relative-balanced-dense", marks=pytest.mark.slow),
+    pytest.param(False, False, True, id="absolute-balanced-online", marks=pytest.mark.slow),
+    pytest.param(False, True, False, id="absolute-unbalanced-dense", marks=pytest.mark.slow),
+    pytest.param(True, True, True, id="relative-unbalanced-online", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize(("relative", "unbalanced", "online"), _FD_CASES)
 def test_gradients_equal_central_finite_differences(relative, unbalanced, online, x64):
     x, y, a, b = _fd_problem()
     rng = np.random.default_rng(7)
