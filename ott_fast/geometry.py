@@ -113,14 +113,8 @@ def _resolve_chunk(chunk_size: Any, n: int, m: int) -> int | None:
 
 def log_block(c: Array, u: Array, v: Array, inv_eps: Array) -> Array:
     """``u_i + v_j - c_ij inv_eps``: THE log-plan formula. Every log-plan entry any solver or derived quantity
-    uses comes from here, or, for the online squared-Euclidean kernel, from its norm-folded equivalent.
-
-    Evaluated as ``(eps u_i + eps v_j - c_ij) / eps``, so that ``c`` enters each call through an operation
-    with that call's own operands: written ``u + v - c * inv_eps``, XLA shared one ``c * inv_eps`` between
-    the sweeps of a program and wrote it out as an ``n x m`` temporary (a second matrix in memory, and its
-    traffic in every iteration). The rounding is that of the usual ``(f + g - c) / eps``."""
-    eps = 1.0 / inv_eps
-    return ((u * eps)[:, None] + (v * eps)[None, :] - c) * inv_eps
+    uses comes from here, or, for the online squared-Euclidean kernel, from its norm-folded equivalent."""
+    return u[:, None] + v[None, :] - c * inv_eps
 
 
 def sweep_exp(z: Array) -> Array:
