@@ -144,10 +144,10 @@ def test_gradient_equals_plain_sinkhorns(x64):
     np.testing.assert_allclose(g, jax.grad(loss)(jnp.asarray(x), "none"), rtol=1e-6, atol=1e-9)
 
 
-@pytest.mark.parametrize("memory", [0, -1, 2.0, True])
-def test_invalid_memory_raises(memory):
+@pytest.mark.parametrize("memory, error", [(0, ValueError), (-1, ValueError), (2.0, TypeError), (True, TypeError)])
+def test_invalid_memory_raises(memory, error):
     x, y, _, _ = random_problem(n=5, m=4)
-    with pytest.raises(ValueError, match="anderson_memory"):
+    with pytest.raises(error, match="anderson_memory"):
         otf.sinkhorn(otf.PointCloud(x, y, epsilon=1.0), acceleration="anderson", anderson_memory=memory)
 
 

@@ -202,3 +202,14 @@ def test_cg_caps_mean_what_they_mean_in_sinkhorn():
     assert int(np.max(free.newton.cg_iters)) > 3
     with pytest.raises(TypeError, match="implicit_cg_maxiter"):
         otf.sns(geom, implicit_cg_maxiter=10)
+
+
+@pytest.mark.parametrize("solver", [otf.sinkhorn, otf.sns])
+def test_gradient_with_a_warm_start_from_f(solver):
+    """init=(f[n], None) with n != m under jax.grad and vmap (the backward pass gave the start a cotangent of
+    shape [m]); the gradient is the cold start's."""
+    c = jax.random.uniform(jax.random.PRNGKey(5), (3, 30, 20))
+    cost = lambda c, init=None: solver(otf.Geometry(c, epsilon=0.05), tol=1e-6, init=init).reg_ot_cost  # noqa: E731
+    f = jax.vmap(lambda c: solver(otf.Geometry(c, epsilon=0.05), tol=1e-6).f)(c)
+    warm = jax.vmap(jax.grad(lambda c, f: cost(c, (f, None))))(c, f)
+    np.testing.assert_allclose(warm, jax.vmap(jax.grad(cost))(c), rtol=1e-4, atol=1e-6)

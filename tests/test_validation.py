@@ -146,6 +146,10 @@ def test_closed_over_concrete_arrays_inside_jit():
 @pytest.mark.parametrize(
     "call",
     [
+        lambda v: otf.sinkhorn(otf.PointCloud(X, Y, epsilon=1.0), check_every=v),
+        lambda v: otf.sinkhorn(otf.PointCloud(X, Y, epsilon=1.0), max_iters=v, check_every=1),
+        lambda v: otf.sinkhorn(otf.PointCloud(X, Y, epsilon=1.0), acceleration="anderson", anderson_memory=v),
+        lambda v: otf.sinkhorn(otf.PointCloud(X, Y, epsilon=1.0), cg_maxiter=v),
         lambda v: otf.sns(otf.Geometry(np.ones((4, 4)), epsilon=0.1), max_newton_iters=v),
         lambda v: otf.sns(otf.Geometry(np.ones((4, 4)), epsilon=0.1), newton_cg_maxiter=v),
         lambda v: otf.sliced_wasserstein(jax.random.PRNGKey(0), X, X, n_projections=v),
@@ -219,3 +223,15 @@ def test_device_arrays_are_validated_on_their_device(no_host_copy):
     v = jnp.asarray([[0.0, 0, 0], [1, 0, 0], [0, 1, 0]])
     with pytest.raises(ValueError, match=r"faces: indices must lie in \[0, 2\]"):
         otf.meshes.varifold(v, jnp.asarray([[0, 1, 3]]))
+
+
+def test_describe_a_batched_status():
+    """One string for one code, a list of strings for a batch (describe failed on an array of codes)."""
+    geom = otf.Geometry(np.ones((2, 2), np.float32), epsilon=1.0)
+    one = otf.sinkhorn(geom)
+    assert otf.describe(one.status) == otf.describe(int(one.status)) == otf.describe(otf.Status.CONVERGED)
+    a = jnp.asarray([[0.5, 0.5], [0.5, 0.5], [0.9, 0.9]])  # the third problem has unequal masses (traced)
+    batch = jax.vmap(lambda a: otf.sinkhorn(geom, a, jnp.full(2, 0.5)).status)(a)
+    words = otf.describe(batch)
+    assert words == [otf.describe(otf.Status.CONVERGED)] * 2 + [otf.describe(otf.Status.INVALID_INPUT)]
+    assert otf.describe(np.reshape(batch[:2], (1, 2))) == [words[:2]]

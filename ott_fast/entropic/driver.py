@@ -85,17 +85,23 @@ _MESSAGES = {
 }
 
 
-def describe(status: Any) -> str:
-    """The words for a status code (a Python int or a ``[]`` array).
+def describe(status: Any) -> str | list[Any]:
+    """The words for a status code: a string for a Python int or a ``[]`` array, and for a batched status (the
+    ``status[batch]`` of a ``vmap``-ed solve, any shape) a list of strings, one per code, nested like the array.
 
     Args:
-        status: a code of :class:`Status`.
+        status: a code of :class:`Status`, or an array of them.
 
     Example:
         >>> describe(Status.MAX_ITERS)
         'hit max_iters before the marginal error reached tol'
+        >>> describe(np.array([Status.CONVERGED, Status.MAX_ITERS]))[1]
+        'hit max_iters before the marginal error reached tol'
     """
-    return _MESSAGES[int(np.asarray(status))]
+    codes = np.asarray(status)
+    if codes.ndim == 0:
+        return _MESSAGES[int(codes)]
+    return [describe(c) for c in codes]
 
 
 # The loops stop at STOP_MARGIN * tol on their running error: it rounds differently from finalize's exact recount
@@ -430,14 +436,15 @@ def make_solve(
 
     def fwd(static: Any, geom: Any, a: Array, b: Array, g0: Array, num: Any) -> tuple:
         out = core(static, geom, a, b, g0, num)
-        return out, (out[0], out[1], geom, a, b, num)
+        return out, (out[0], out[1], geom, a, b, num, g0)
 
     def bwd(static: Any, res: tuple, cts: tuple) -> tuple:
-        f, g, geom, a, b, num = res
+        f, g, geom, a, b, num, g0 = res
         tau_a, tau_b = taus(num)
         grads = dual.implicit_vjp(f, g, geom, a, b, tau_a, tau_b, cts[0], cts[1], cg_maxiter(static))
         g_geom, g_a, g_b, g_ta, g_tb = grads
-        return g_geom, g_a, g_b, jnp.zeros((geom.shape[1],), a.dtype), num_cotangent(num, g_ta, g_tb)
+        # The start is g[m], or f[n] with init=(f, None): its cotangent is zero (the optimum does not depend on it).
+        return g_geom, g_a, g_b, jnp.zeros_like(g0), num_cotangent(num, g_ta, g_tb)
 
     implicit = jax.custom_vjp(core, nondiff_argnums=(0,))
     implicit.defvjp(fwd, bwd)
