@@ -229,7 +229,7 @@ def cg_solve(
         >>> mat = jnp.array([[4.0, 1.0], [1.0, 3.0]])
         >>> out = cg_solve(lambda v: mat @ v, jnp.ones(2), lambda v: v, rtol=1e-6, maxiter=10)
         >>> [round(float(v), 4) for v in out.x], int(out.iterations)
-        ([0.0909, 0.2727], 2)
+        ([0.1818, 0.2727], 2)
     """
     leaves = jax.tree_util.tree_leaves
 
