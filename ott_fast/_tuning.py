@@ -26,9 +26,6 @@ class Tuning(NamedTuple):
         block_entries: entries of a row block of a stored cost matrix, the unit every sweep reads in place
             (``geometry.DenseKernel``; a block stays in cache while it is read). Set by ``python -m
             benchmarks`` (sinkhorn suite, dense problems up to n = 4000).
-        select_max: the largest log-plan block whose exponential is written as a select (``geometry.sweep_exp``:
-            it keeps XLA:CPU's library fusion off the sweeps of vmapped small problems). Set by ``python -m
-            benchmarks.batches`` (4096 problems of 64 x 64).
         dense_max_entries: ``PointCloud(chunk_size=None)`` goes online beyond this many cost entries (1 GiB of
             float32): a memory limit, not a speed one.
         online_chunk_entries: entries per chunk of an online geometry (``chunk_size="auto"``), large enough for
@@ -47,7 +44,6 @@ class Tuning(NamedTuple):
     """
 
     block_entries: int
-    select_max: int
     dense_max_entries: int
     online_chunk_entries: int
     online_min_rows: int
@@ -60,7 +56,6 @@ class Tuning(NamedTuple):
 
 CPU = Tuning(
     block_entries=1 << 20,
-    select_max=1 << 16,
     dense_max_entries=1 << 28,
     online_chunk_entries=1 << 23,
     online_min_rows=512,

@@ -118,19 +118,17 @@ def log_block(c: Array, u: Array, v: Array, inv_eps: Array) -> Array:
 
 
 def sweep_exp(z: Array) -> Array:
-    """``exp(z)`` of a log-plan block, as every sweep takes it.
+    """``exp(z)`` of a block of a stored matrix, as every dense sweep takes it: written
+    ``where(z == -inf, 0, exp(z))``, which is ``exp(z)`` for every input (NaN included).
 
-    A block of at most ``2**16`` entries (a problem of a vmapped batch) is written
-    ``where(z == -inf, 0, exp(z))``, which is ``exp(z)`` for every input (NaN included): the select keeps
-    XLA:CPU from handing the fused sweep to its YNNPACK library fusion, which ran the sweeps of a vmapped
-    batch of small problems about 8x slower than its own loop emitter (4096 problems of 64 x 64: 121 ms
-    against 14 ms per iteration). A larger block takes ``exp`` as it is: there the select stops XLA from
-    fusing the exponential into the reduction, and the sweep wrote an ``n x m`` temporary (twice the memory
-    of a 2000 x 2000 solve, by ``memory_analysis``)."""
-    if z.size > tuning().select_max:
-        return jnp.exp(z)
+    The select keeps XLA:CPU from handing the sweep to its YNNPACK library fusion, which ran the sweeps of a
+    vmapped batch of small problems about 8x slower than its own loop emitter (4096 problems of 64 x 64:
+    121 ms against 14 ms per iteration) and, on a large matrix, needs its operands written out: the block
+    it reads and the broadcast potentials. With the select the loop emitter fuses the block's slice, the
+    exponential and the reduction (200 iterations at 10007 x 600: 1.0 s against 1.36 s without it). An
+    online chunk takes ``exp`` directly: there the matrix product feeds the sweep and the select gained
+    nothing."""
     return jnp.where(z == -jnp.inf, jnp.zeros((), z.dtype), jnp.exp(z))
-
 
 
 def _lse_rows(c: Array, u: Array, v: Array, inv_eps: Array) -> Array:
@@ -334,7 +332,7 @@ class Kernel:
         hi, lo = _clamps(self.dtype)
 
         def body(acc: None, blk: Array, ub: Array) -> tuple[None, Array]:
-            return acc, jnp.log(jnp.sum(sweep_exp(self.log_block(blk, ub, v, inv_eps)), axis=1))
+            return acc, jnp.log(jnp.sum(jnp.exp(self.log_block(blk, ub, v, inv_eps)), axis=1))
 
         _, out = self.scan(body, None, (u,), (0.0,))
         return jnp.clip(out, lo, hi)
@@ -344,7 +342,7 @@ class Kernel:
         hi, lo = _clamps(self.dtype)
 
         def body(acc: Array, blk: Array, ub: Array) -> tuple[Array, None]:
-            return acc + _group_reduce(sweep_exp(self.log_block(blk, ub, v, inv_eps)), jnp.sum), None
+            return acc + _group_reduce(jnp.exp(self.log_block(blk, ub, v, inv_eps)), jnp.sum), None
 
         init = _sharded_like(jnp.zeros((_groups(self.blocks()[1]), v.shape[0]), self.dtype), u)
         total, _ = self.scan(body, init, (u,), (-jnp.inf,))
