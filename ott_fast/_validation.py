@@ -45,16 +45,8 @@ def check_finite(name: str, x: Any) -> None:
     A device array is reduced to one flag on its device (one scalar comes back, not the array); an array
     spread over several processes is left to the in-graph check (:func:`problem_is_valid`), as is every
     traced one."""
-    if not is_concrete(x):
-        return
-    if isinstance(x, jax.Array):
-        if not x.is_fully_addressable:
-            return
-        with jax.ensure_compile_time_eval():  # a concrete array met while tracing: still evaluated now
-            finite = bool(_all_finite(x))
-    else:
-        finite = bool(np.all(np.isfinite(np.asarray(x))))
-    if not finite:
+    summary = _summarise(x, _all_finite, lambda v: np.all(np.isfinite(v)))
+    if summary is not None and not bool(summary):
         raise ValueError(
             f"{name}: contains NaN or inf values; remove or replace those points (a zero weight marks a point as "
             "absent, but its coordinates must still be finite)."
@@ -62,6 +54,20 @@ def check_finite(name: str, x: Any) -> None:
 
 
 _all_finite = jax.jit(lambda x: jnp.all(jnp.isfinite(x)))
+
+
+def _summarise(x: Any, on_device: Any, on_host: Any) -> Any:
+    """A concrete array's summary for the eager checks: ``on_device(x)`` (a jitted reduction to a few
+    scalars, brought back; the array itself never leaves its device) for a JAX array, ``on_host`` of it for a
+    host array; ``None`` where values cannot be checked now (traced, or spread over several processes)."""
+    if not is_concrete(x):
+        return None
+    if isinstance(x, jax.Array):
+        if not x.is_fully_addressable:
+            return None
+        with jax.ensure_compile_time_eval():  # a concrete array met while tracing: still evaluated now
+            return jax.device_get(on_device(x))
+    return on_host(np.asarray(x))
 
 
 def check_points(name: str, x: Any) -> Array:
@@ -96,17 +102,14 @@ def check_weight_values(name: str, w: Any) -> None:
     mass. A device array is reduced on its device to three scalars (finite, minimum, sum): the array itself is
     never copied to the host. Traced arrays, and arrays spread over several processes, are left to the in-graph
     check (:func:`problem_is_valid`)."""
-    if not is_concrete(w):
+    def host(wn: np.ndarray) -> tuple[float, float, float]:
+        wn = wn.astype(np.float64)
+        return float(np.all(np.isfinite(wn))), float(wn.min()) if wn.size else 0.0, float(wn.sum())
+
+    summary = _summarise(w, _weight_summary, host)
+    if summary is None:
         return
-    if isinstance(w, jax.Array):
-        if not w.is_fully_addressable:
-            return
-        with jax.ensure_compile_time_eval():  # a concrete array met while tracing: still evaluated now
-            finite, low, total = (float(v) for v in jax.device_get(_weight_summary(w)))
-    else:
-        wn = np.asarray(w, dtype=np.float64)
-        finite = float(np.all(np.isfinite(wn)))
-        low, total = (float(wn.min()), float(wn.sum())) if wn.size else (0.0, 0.0)
+    finite, low, total = (float(v) for v in summary)
     if not finite:
         raise ValueError(f"{name}: contains NaN or inf weights.")
     if low < 0:
