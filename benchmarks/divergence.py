@@ -47,6 +47,7 @@ import numpy as np
 import ott_fast as otf
 from benchmarks import cli
 from ott_fast._progress import progress_bar
+from ott_fast.trace import best_time
 
 BLUR = {3: 0.05, 64: 0.25}
 SHIFT = (1.0, 0.0, 0.5)
@@ -84,15 +85,17 @@ def clouds(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return x.astype(np.float32), y.astype(np.float32)
 
 
-def _time(call: Callable[[], Any], repeats: int = REPEATS) -> tuple[float, Any]:
-    """``(seconds, output)``: the best of ``repeats`` calls after an untimed one, each waited on."""
-    out = jax.block_until_ready(call())
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = jax.block_until_ready(call())
-        best = min(best, time.perf_counter() - t0)
-    return float(best), out
+def _flat_value_and_grad(loss: Callable[[Any, Any], tuple]) -> Callable[[Any, Any], tuple]:
+    """``jit`` of ``loss(x, y) -> (value, (converged, iterations, errors))`` and its gradient in ``x``, flat:
+    ``(value, grad, converged, iterations, errors)``."""
+    vg = jax.value_and_grad(loss, has_aux=True)
+
+    @jax.jit
+    def fn(x: jax.Array, y: jax.Array) -> tuple:
+        (value, (conv, iters, err)), grad = vg(x, y)
+        return value, grad, conv, iters, err
+
+    return fn
 
 
 def _ours_fn(eps: float, chunk: Any, options: dict[str, Any]) -> Callable[[Any, Any], Any]:
@@ -103,14 +106,7 @@ def _ours_fn(eps: float, chunk: Any, options: dict[str, Any]) -> Callable[[Any, 
         iters = out.xy.n_iters + out.xx.n_iters + out.yy.n_iters
         return out.value, (out.converged, iters, out.error)
 
-    vg = jax.value_and_grad(loss, has_aux=True)
-
-    @jax.jit
-    def fn(x: jax.Array, y: jax.Array) -> tuple:
-        (value, (conv, iters, err)), grad = vg(x, y)
-        return value, grad, conv, iters, err
-
-    return fn
+    return _flat_value_and_grad(loss)
 
 
 def _reference_fn(eps: float, chunk: Any, options: dict[str, Any]) -> Callable[[Any, Any], Any]:
@@ -131,14 +127,7 @@ def _reference_fn(eps: float, chunk: Any, options: dict[str, Any]) -> Callable[[
         errors = jnp.stack([xy.error, xx.error, yy.error])
         return value, (xy.converged & xx.converged & yy.converged, xy.n_iters + xx.n_iters + yy.n_iters, errors)
 
-    vg = jax.value_and_grad(loss, has_aux=True)
-
-    @jax.jit
-    def fn(x: jax.Array, y: jax.Array) -> tuple:
-        (value, (conv, iters, errs)), grad = vg(x, y)
-        return value, grad, conv, iters, errs
-
-    return fn
+    return _flat_value_and_grad(loss)
 
 
 REF_DENSE = {"tol": 1e-9, "acceleration": "anderson", "max_iters": 20_000}  # float64, n < ONLINE_FROM
@@ -190,7 +179,7 @@ def run_ours(name: str, x: np.ndarray, y: np.ndarray, eps: float, ref: dict | No
     fn = _ours_fn(eps, chunk, OURS[name])
     xj, yj = jnp.asarray(x), jnp.asarray(y)
     try:
-        secs, (v, g, conv, iters, err) = _time(lambda: fn(xj, yj))
+        secs, (v, g, conv, iters, err) = best_time(lambda: fn(xj, yj), REPEATS)
     except Exception as exc:  # noqa: BLE001 -- out of memory at large n: recorded, the suite goes on
         return {"solver": name, "setting": name, "library": "ott_fast", "failed": f"{type(exc).__name__}: {exc}"[:200]}
     v, g = float(v), np.asarray(g)
@@ -255,7 +244,7 @@ def run_geomloss(
 
     name = f"geomloss {backend} scaling {scaling}"
     try:
-        secs, (v, g) = _time(call)
+        secs, (v, g) = best_time(call, REPEATS)
     except Exception as err:  # noqa: BLE001 -- out of memory or a KeOps failure: recorded, the suite goes on
         return {"solver": name, "setting": name, "library": "geomloss", "failed": f"{type(err).__name__}: {err}"[:200]}
     row = {
