@@ -40,6 +40,7 @@ __all__ = [
     "throw_unless_converged",
     "while_loop",
     "STOP_MARGIN",
+    "loop_met",
 ]
 
 
@@ -108,6 +109,17 @@ def describe(status: Any) -> str | list[Any]:
 # of the returned potentials, and stopping a little below tol keeps a solve that meets tol there from coming
 # back UNVERIFIED (its costs then NaN). Every solver's loop uses it.
 STOP_MARGIN = 0.9
+
+
+def loop_met(err: Array, tol: Array) -> Array:
+    """``[]`` bool: a solver loop's stop on its own running error, ``err <= STOP_MARGIN * tol`` with finite
+    values (``tol = 0`` asks for a fixed budget: never met).
+
+    Example:
+        >>> bool(loop_met(jnp.asarray(0.5e-3), jnp.asarray(1e-3))), bool(loop_met(jnp.asarray(0.95e-3), 1e-3))
+        (True, False)
+    """
+    return (err <= STOP_MARGIN * tol) & jnp.isfinite(err) & (tol > 0)
 
 
 class Finalized(NamedTuple):

@@ -407,9 +407,6 @@ def _anderson_weights(dr: Array, r: Array, count: Array) -> Array:
     return jnp.where(valid & jnp.all(jnp.isfinite(gamma)), gamma, 0.0)
 
 
-_STOP_MARGIN = driver.STOP_MARGIN  # the loop's target, as a fraction of tol
-
-
 def _block(geom: Kernel, a: Array, b: Array, num: _Numerics, static: _Static, s: SinkhornState) -> SinkhornState:
     """``check_every`` iterations, then the check: error, convergence, adaptive over-relaxation factor."""
     la, lb = _dual.safe_log(a), _dual.safe_log(b)
@@ -421,7 +418,7 @@ def _block(geom: Kernel, a: Array, b: Array, num: _Numerics, static: _Static, s:
     eps_t = geom.epsilon
     err = jax.lax.stop_gradient(_marginal_error(s, a, b, eps_t, num))  # checks steer, they are not differentiated
     at_target = _eps_at(s.it, eps_t, num) <= eps_t
-    converged = at_target & (err <= _STOP_MARGIN * num.tol) & jnp.isfinite(err) & (num.tol > 0)  # tol 0: budget
+    converged = at_target & driver.loop_met(err, num.tol)
     omega = s.omega
     if static.accelerate:
         omega = _adapt_relaxation(omega, err / s.err_prev, err > 100 * s.err_best, at_target, num, static)

@@ -411,7 +411,7 @@ def _outer_step(
     fast = new.err <= s.err * s.rate**num.newton_cost
     # A stall: the step failed, or it was slow right after a Sinkhorn block (the probe of a measured
     # handover), or slow after a slow step (one is forgiven: damped steps precede the quadratic phase).
-    stalled = (~ok | (~fast & (s.probe | s.slow))) & ~_met(new.err, num.tol)
+    stalled = (~ok | (~fast & (s.probe | s.slow))) & ~driver.loop_met(new.err, num.tol)
     count = _block_checks(static) * static.check_every * 2 ** jnp.minimum(s.stalls, _LOG2_MAX_DOUBLINGS)
     new = new._replace(it=s.it + 1)
     new = jax.lax.cond(stalled, lambda t: _sinkhorn_block(kern, a, b, eps, num, static, t, count), lambda t: t, new)
@@ -427,18 +427,12 @@ def _outer_step(
         cg_iters=jnp.where(slot, cg_k, s.cg_iters),
         steps=jnp.where(slot, alpha, s.steps),
         kept=jnp.where(slot, kept, s.kept),
-        converged=_met(new.err, num.tol),
+        converged=driver.loop_met(new.err, num.tol),
     )
 
 
 _LOG2_MAX_DOUBLINGS = 6
 _MAX_DOUBLINGS = 2**_LOG2_MAX_DOUBLINGS  # a fallback block is at most this many times the first
-
-
-def _met(err: Array, tol: Array) -> Array:
-    """The loop's stop: ``err`` (its own log-sum-exp path) below ``tol`` with the shared margin, so that
-    ``finalize``'s exact recount through the kernel does not find a good solve UNVERIFIED."""
-    return (err <= driver.STOP_MARGIN * tol) & jnp.isfinite(err) & (tol > 0)
 
 
 def _run_single(static: _Static, geom: Geom, a: Array, b: Array, g0: Array, num: _Numerics) -> tuple:
@@ -484,7 +478,7 @@ def _run_single(static: _Static, geom: Geom, a: Array, b: Array, g0: Array, num:
     )
     unknown = jnp.asarray(jnp.nan, dtype)  # the start of the warm-up: its rate needs two checks
     s = _after_sinkhorn(kern, a, b, eps, w, unknown, static.check_every, s)
-    s = s._replace(converged=_met(s.err, num.tol))
+    s = s._replace(converged=driver.loop_met(s.err, num.tol))
 
     def keep_going(st: _Newton) -> Array:
         return (st.j < n_trace) & (st.j - k_w < num.budget) & ~st.converged & jnp.isfinite(st.err)
