@@ -197,23 +197,26 @@ def unstride(o: Array, n: int) -> Array:
     return jnp.swapaxes(o, 0, 1).reshape((o.shape[0] * o.shape[1],) + o.shape[2:])[:n]
 
 
-def _groups(k: int) -> int:
+def _groups(k: int, like: Array) -> int:
     """Row groups of a ``k``-row chunk whose column sums the sweeps keep apart (see :func:`_group_reduce`):
-    ``gcd(k, jax.device_count())``, so 1 (a plain column sum) on one device."""
-    return math.gcd(k, jax.device_count())
+    ``gcd(k, D)`` for ``like[n]`` laid out over ``D`` devices (the size of the mesh its sharding names, known
+    at trace time), so 1, a plain column sum, for an array on one device. It reads the input's layout, not the
+    host's device count, so an unsharded solve sums in the same order (same bits) on every machine."""
+    mesh = getattr(jax.typeof(like).sharding, "mesh", None)
+    devices = 1 if mesh is None or mesh.empty else mesh.size
+    return math.gcd(k, devices)
 
 
-def _group_reduce(z: Array, reduce: Any) -> Array:
-    """``[k, m] -> [G, m]``: ``reduce`` over each of ``G`` (:func:`_groups`) contiguous groups of rows.
+def _group_reduce(z: Array, reduce: Any, g: int) -> Array:
+    """``[k, m] -> [g, m]``: ``reduce`` over each of ``g`` (:func:`_groups`) contiguous groups of rows.
 
     A chunk of a row-sharded problem is sharded along its rows in contiguous pieces (see
     :func:`strided_chunks`), so with one group per device each device reduces only its own rows: the column
     sweep carries ``[G, m]`` partial sums through the chunk loop, with no communication in it, and reduces
     them over ``G`` once after the loop, the sweep's single ``[m]`` all-reduce. Reducing each chunk straight
-    to ``[m]`` made the partitioner all-reduce once per chunk. (64 groups on one device, tried, cost a third
-    of the online sweep's speed on a CPU: the row reduction is then strided.)"""
+    to ``[m]`` made the partitioner all-reduce once per chunk. On one device ``g = 1``: grouping rows there
+    made XLA:CPU's reduction 3x slower."""
     k, m = z.shape
-    g = _groups(k)
     return reduce(z.reshape(g, k // g, m), axis=1)
 
 
@@ -303,25 +306,25 @@ class Kernel:
             >>> k.col_init(jnp.zeros(4)).shape[1:]
             (3,)
         """
-        acc = jnp.full((_groups(self.blocks()[1]), self.shape[1]) + tuple(tail), fill, self.dtype)
+        acc = jnp.full((_groups(self.blocks()[1], like), self.shape[1]) + tuple(tail), fill, self.dtype)
         return _sharded_like(acc, like)
 
     @staticmethod
-    def col_contract(p: Array, vb: Array | None = None) -> Array:
-        """Column sums of a block ``p[k, m]`` (weighted by ``vb[k, ...]`` if given) per row group,
-        ``[G, m, ...]``: add them to a :meth:`col_init` accumulator and sum over ``G`` after the loop, so a
-        row-sharded problem communicates once per pass instead of once per block.
+    def col_contract(acc: Array, p: Array, vb: Array | None = None) -> Array:
+        """``acc`` plus the column sums of a block ``p[k, m]`` (weighted by ``vb[k, ...]`` if given) per row
+        group, ``[G, m, ...]`` (``G = acc.shape[0]``): start from :meth:`col_init` and sum over ``G`` after
+        the loop, so a row-sharded problem communicates once per pass instead of once per block.
 
         Example:
             >>> import jax.numpy as jnp
-            >>> Kernel.col_contract(jnp.ones((4, 3)), jnp.arange(4.0)).sum(0).tolist()
+            >>> Kernel.col_contract(jnp.zeros((1, 3)), jnp.ones((4, 3)), jnp.arange(4.0)).sum(0).tolist()
             [6.0, 6.0, 6.0]
         """
+        g = acc.shape[0]
         if vb is None:
-            return _group_reduce(p, jnp.sum)
+            return acc + _group_reduce(p, jnp.sum, g)
         k, m = p.shape
-        g = _groups(k)
-        return jnp.einsum(
+        return acc + jnp.einsum(
             "gkm,gk...->gm...", p.reshape(g, k // g, m), vb.reshape((g, k // g) + vb.shape[1:]), precision=HIGHEST
         )
 
@@ -342,9 +345,9 @@ class Kernel:
         hi, lo = _clamps(self.dtype)
 
         def body(acc: Array, blk: Array, ub: Array) -> tuple[Array, None]:
-            return acc + _group_reduce(jnp.exp(self.log_block(blk, ub, v, inv_eps)), jnp.sum), None
+            return acc + _group_reduce(jnp.exp(self.log_block(blk, ub, v, inv_eps)), jnp.sum, acc.shape[0]), None
 
-        init = _sharded_like(jnp.zeros((_groups(self.blocks()[1]), v.shape[0]), self.dtype), u)
+        init = _sharded_like(jnp.zeros((_groups(self.blocks()[1], u), v.shape[0]), self.dtype), u)
         total, _ = self.scan(body, init, (u,), (-jnp.inf,))
         return jnp.clip(jnp.log(jnp.sum(total, axis=0)), lo, hi)
 
@@ -360,9 +363,9 @@ class Kernel:
         """``max_i (u_i + v_j - C_ij / eps)``, ``[m]``."""
 
         def body(acc: Array, blk: Array, ub: Array) -> tuple[Array, None]:
-            return jnp.maximum(acc, _group_reduce(self.log_block(blk, ub, v, inv_eps), jnp.max)), None
+            return jnp.maximum(acc, _group_reduce(self.log_block(blk, ub, v, inv_eps), jnp.max, acc.shape[0])), None
 
-        init = _sharded_like(jnp.full((_groups(self.blocks()[1]), v.shape[0]), -jnp.inf, self.dtype), u)
+        init = _sharded_like(jnp.full((_groups(self.blocks()[1], u), v.shape[0]), -jnp.inf, self.dtype), u)
         return jnp.max(self.scan(body, init, (u,), (-jnp.inf,))[0], axis=0)
 
     def row_lse_exact(self, u: Array, v: Array, inv_eps: Array) -> Array:
@@ -499,10 +502,10 @@ class DenseKernel(Kernel):
         c = self.cost_matrix
         fill = 0.0 if fold is jnp.sum else -jnp.inf
         combine = jnp.add if fold is jnp.sum else jnp.maximum
-        init = _sharded_like(jnp.full((_groups(k), m), fill, self.dtype), u)
+        init = _sharded_like(jnp.full((_groups(k, u), m), fill, self.dtype), u)
 
         def add(acc: Array, cb: Array, ub: Array) -> Array:
-            return combine(acc, _group_reduce(elem(log_block(cb, ub, v, inv_eps)), fold))
+            return combine(acc, _group_reduce(elem(log_block(cb, ub, v, inv_eps)), fold, acc.shape[0]))
 
         if rest == 0:  # strided blocks, read in place from the free reshape [k, nb, m]
             c3, u2 = c.reshape(k, nb, m), u.reshape(k, nb)

@@ -154,3 +154,33 @@ def test_sharded_equals_single_device_and_never_gathers():
     assert "AxisType.Auto" in rep["explicit_batch"] and "Explicit axes" in rep["explicit_batch"], rep["explicit_batch"]
     assert rep["batch"]["rel"] < 1e-10, rep["batch"]
     assert not any(c.startswith("all-gather") for c in rep["batch"]["collectives"]), rep["batch"]
+
+
+_BITS = textwrap.dedent(
+    """
+    import hashlib, jax, jax.numpy as jnp, numpy as np
+    import ott_fast as otf
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(1024, 3)), jnp.float32)
+    y = jnp.asarray(rng.normal(size=(800, 3)) + 1.0, jnp.float32)
+    h = hashlib.sha256()
+    for chunk in (None, 128):
+        out = jax.jit(lambda x, y: otf.sinkhorn(otf.PointCloud(x, y, epsilon=0.05, chunk_size=chunk)))(x, y)
+        for a in (out.f, out.g, out.reg_ot_cost):
+            h.update(np.asarray(a).tobytes())
+    print(len(jax.devices()), h.hexdigest())
+    """
+)
+
+
+def test_unsharded_solve_gives_the_same_bits_on_every_host():
+    """An unsharded solve sums in an order that does not depend on how many devices the host has. Before, the
+    sweeps grouped their column sums by ``jax.device_count()``, so the 1- and 8-device hashes differed."""
+    digests = {}
+    for count in (1, 8):
+        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={count}", JAX_PLATFORMS="cpu")
+        proc = subprocess.run([sys.executable, "-c", _BITS], capture_output=True, text=True, env=env, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        devices, digest = proc.stdout.split()[-2:]
+        digests[int(devices)] = digest
+    assert set(digests) == {1, 8} and digests[1] == digests[8], digests

@@ -176,7 +176,7 @@ def plan_apply(f: Array, g: Array, geom: Any, a: Array, b: Array, vec: Array, ax
     kern = geom.kernel()
     if axis == 0:
         vec = vec.astype(jnp.result_type(vec, geom.dtype))
-        body = lambda acc, p, c, vb: (acc + kern.col_contract(p, vb), None)  # noqa: E731
+        body = lambda acc, p, c, vb: (kern.col_contract(acc, p, vb), None)  # noqa: E731
         init = kern.col_init(f, vec.shape[1:]).astype(vec.dtype)
         return jnp.sum(plan_scan(f, g, kern, a, b, body, init, (vec,), (0.0,))[0], axis=0)
     rows = lambda acc, p, c: (acc, jnp.tensordot(p, vec, axes=(1, 0), precision=HIGHEST))  # noqa: E731
@@ -303,12 +303,12 @@ def implicit_vjp(
 
     def both(vf: Array, vg: Array) -> tuple[Array, Array]:  # (P vg, P^T vf) in one pass over the plan
         def body(acc: Array, p: Array, c: Array, vfb: Array) -> tuple[Array, Array]:
-            return acc + kern.col_contract(p, vfb), jnp.matmul(p, vg, precision=HIGHEST)
+            return kern.col_contract(acc, p, vfb), jnp.matmul(p, vg, precision=HIGHEST)
 
         pt_vf, p_vg = plan_scan(cf, cg, kern, ca, cb, body, kern.col_init(cf), (vf,), (0.0,))
         return p_vg, jnp.sum(pt_vf, axis=0)  # per-group column sums: one reduction per pass
 
-    body = lambda acc, p, c: (acc + kern.col_contract(p), jnp.sum(p, 1))  # noqa: E731
+    body = lambda acc, p, c: (kern.col_contract(acc, p), jnp.sum(p, 1))  # noqa: E731
     c, r = plan_scan(cf, cg, kern, ca, cb, body, kern.col_init(cf))
     c = jnp.sum(c, axis=0)
     d_a = weighted(a, curvature(f, jnp.ones_like(a), eps, tau_a))
