@@ -126,6 +126,14 @@ class SinkhornOutput(NamedTuple):
             ``converged`` was decided on); NaN for invalid input or non-finite values.
         envelope: ``[]`` bool, whether gradients of ``reg_ot_cost`` hold the potentials fixed (True with
             implicit differentiation, see :attr:`reg_ot_cost`).
+        trace_iters: ``None`` from :func:`sinkhorn` (entry ``k`` of ``errors`` is at iteration
+            ``(k + 1) * check_every``); from :func:`~ott_fast.sns`, like ``errors``: the iteration count at
+            which each entry was measured (NaN where unused).
+        newton: ``None`` from :func:`sinkhorn`; from :func:`~ott_fast.sns`, its
+            :class:`~ott_fast.NewtonDiagnostics`.
+
+    :func:`sinkhorn` and :func:`~ott_fast.sns` return this one type (``otf.SNSOutput`` is another name for
+    it), so every derived quantity below is written once for both solvers.
 
     ``converged`` is a promise about the returned outputs: the plan they define meets ``tol``. On invalid
     input (seen in-graph) or non-finite values, ``f``, ``g`` and every cost are NaN. Derived quantities are
@@ -153,6 +161,8 @@ class SinkhornOutput(NamedTuple):
     status: Array
     error: Array
     envelope: Array
+    trace_iters: Array | None = None
+    newton: Any = None
 
     @property
     def matrix(self) -> Array:

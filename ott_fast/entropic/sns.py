@@ -15,32 +15,21 @@ How it stays fast in JAX (shapes are static everywhere, so it ``jit``s and ``vma
 - **Log domain.** ``log P`` is formed from the potentials and ``C``; ``exp(-C / eps)`` never is.
 - **Masked Hessian (the default).** An entry is kept if it holds at least ``drop / m`` of its row's mass, so
   a row drops at most ``drop``: one fused pass over ``log P`` writes the kept entries into an ``[n, m]``
-  matrix (zero elsewhere), and the CG's products with it are matrix products. Per Newton step on 784 x 784
-  images this replaced 10 ms of selection by bisection with ~1 ms, and a CG iteration took 0.15 ms against
-  0.32 ms for the gathers below; at n = 2000 (random assignment) it is no slower either. It needs no more
-  memory than the ``log P`` block the step forms anyway, and it keeps every entry a row needs (W1's plans
-  keep more than ``sparsity`` per row).
+  matrix (zero elsewhere), and the CG's products with it are matrix products. It needs no more memory than
+  the ``log P`` block the step forms anyway, needs no selection, and keeps every entry a row needs (W1's
+  plans keep more than ``sparsity`` per row).
 - **Sparse Hessian** (``hessian="sparse"``, the paper's layout; for ``m`` much larger than ``sparsity``).
-  Each row keeps the entries above a threshold: the largest one that keeps
-  all but ``drop`` of the row's mass, raised where needed so that at most ``sparsity`` entries pass. Both are
-  found by 12 rounds of bisection (fused passes over a float32 copy of ``log P``), then a row cumsum and
-  one scatter compact the kept entries into a static ``[n, sparsity]`` layout, so ``S w`` is a pure gather
-  (``S^T u`` is one ``segment_sum``). XLA:CPU's ``top_k`` sorts: 33 ms on a 500 x 500 matrix; taking each
-  row's next largest entry in lockstep rounds took 24 ms per Newton step on 784 x 784 images against 12 ms
-  for the bisection, and a global threshold needs a ``jnp.nonzero`` compaction (70 ms at 2000 x 2000).
+  Each row keeps the entries above a threshold: the largest one that keeps all but ``drop`` of the row's
+  mass, raised where needed so that at most ``sparsity`` entries pass. Both are found by 12 rounds of
+  bisection (fused passes over a float32 copy of ``log P``; XLA:CPU's ``top_k`` sorts, and a global
+  threshold would need a data-dependent compaction), then a row cumsum and one scatter compact the kept
+  entries into a static ``[n, sparsity]`` layout, so ``S w`` is a pure gather (``S^T u`` is one
+  ``segment_sum``).
 - **Hessian-vector products** by matrix products (masked) or gathers and ``segment_sum`` (sparse) over the
-  kept entries, on the Schur
-  complement ``diag(r) - S diag(1 / c) S^T`` of the column block: CG on ``n`` unknowns with the Jacobi
-  preconditioner (CG on a 2 x 2 block system with identity diagonal blocks takes twice the iterations).
-  A two-level preconditioner (Jacobi plus an exact coarse solve on ``k`` aggregates of rows grouped by their
-  plan's peak column) takes 25-45% fewer CG iterations on the benchmark's problems
-  (``python -m benchmarks.sns_preconditioner``: W1 images 149 -> 85 at ``k = 98``). Wired in and timed
-  (k = 96, aggregates over present rows; the coarse matrix from one ``segment_sum`` of ``S``'s rows,
-  ``diag(R r) - (R S) diag(1 / c) (R S)^T``), it halved the CG iterations inside the solver (W2 images
-  179 -> 106, random assignment n = 500 256 -> 158, W1 945 -> 489) but every solve took longer: W2 0.058
-  -> 0.069 s, W1 0.32 -> 0.41 s (its handover then ran 183 iterations instead of 127). At these sizes a
-  CG iteration is one product with a dense masked ``[n, m]`` matrix, about what the coarse correction's
-  scatter, solve and gather cost, and the setup comes on top; so Jacobi stays.
+  kept entries, on the Schur complement ``diag(r) - S diag(1 / c) S^T`` of the column block: CG on ``n``
+  unknowns with the Jacobi preconditioner (CG on the 2 x 2 block system takes twice the iterations; a
+  two-level preconditioner halves the CG iterations but costs more than it saves at the sizes a dense
+  ``[n, m]`` product is fast).
 - **The ``(1, -1)`` direction.** With the exact diagonal blocks, dropping entries makes the sparse Hessian
   strictly diagonally dominant, hence definite; a Levenberg-Marquardt shift ``lambda = shift * error``
   (relative to the diagonal) keeps it well conditioned far from the optimum and vanishes at it, so the
@@ -56,9 +45,10 @@ How it stays fast in JAX (shapes are static everywhere, so it ``jit``s and ``vma
   is forgiven inside a Newton run: damped steps precede the quadratic phase). A stall is followed by a block
   of over-relaxed Sinkhorn iterations through the warm-up's loop (:func:`~ott_fast.entropic.sinkhorn.warmup`
   with a traced ``budget``: ``fallback_iters`` rounded up to whole checks, doubling on each stall up to 64x
-  until a Newton step is fast, without recompiling). On W1 between 28 x 28 images this hands over after
-  ~100 Sinkhorn iterations (fixed 400 before); on a problem where Newton never helps SNS does Sinkhorn's
-  work plus a geometrically shrinking overhead, and still converges.
+  until a Newton step is fast, without recompiling). So SNS hands over as soon as Newton pays, and on a
+  problem where Newton never helps it does Sinkhorn's work plus a geometrically shrinking overhead.
+
+The measurements behind these choices (and the alternatives tried) are in the changelog.
 """
 
 from __future__ import annotations
@@ -106,55 +96,19 @@ class NewtonDiagnostics(NamedTuple):
     kept: Array
 
 
-class SNSOutput(NamedTuple):
-    """Result of :func:`sns`: the fields and derived quantities of :class:`~ott_fast.SinkhornOutput`, plus
-    ``trace_iters`` and the Newton diagnostics.
+SNSOutput = SinkhornOutput
+"""What :func:`sns` returns: a :class:`~ott_fast.SinkhornOutput` whose ``trace_iters`` holds the iteration
+count of each entry of ``errors`` (the warm-up's checks, then one entry per Newton step with its fallback
+block; NaN where unused) and whose ``newton`` holds the :class:`NewtonDiagnostics`. ``tau_a = tau_b = 1``
+(balanced) and ``envelope`` is True: gradients of ``reg_ot_cost`` hold the potentials fixed.
 
-    Attributes:
-        f, g: ``[n]``, ``[m]`` potentials (``P = a b exp((f + g - C) / eps)``).
-        errors: ``[sinkhorn_iters // check_every + max_newton_iters]`` L1 marginal error at each check of the
-            warm-up, then after each Newton step (with its fallback block); NaN where unused.
-        n_iters: iterations run: Sinkhorn (warm-up and fallback) plus Newton steps.
-        converged: error ``<= tol`` with finite values.
-        geom, a, b, tau_a, tau_b: the problem (balanced: ``tau = 1``).
-        duals: like ``errors``: the dual objective ``D(f, g)`` at each entry (for optimality-gap curves).
-        trace_iters: like ``errors``: the iteration count at which each error was measured (NaN unused).
-        newton: :class:`NewtonDiagnostics`.
-        status, error: as in :class:`~ott_fast.SinkhornOutput`: why the solve stopped, and the L1 error
-            recomputed exactly from the returned potentials (what ``converged`` was decided on).
-        envelope: ``[]`` True: gradients of ``reg_ot_cost`` hold the potentials fixed (envelope theorem), as
-            for Sinkhorn with implicit differentiation.
-
-    Example:
-        >>> import jax, ott_fast as otf
-        >>> c = jax.random.uniform(jax.random.PRNGKey(1), (40, 30))
-        >>> out = otf.sns(otf.Geometry(c, epsilon=0.05), tol=1e-6)
-        >>> out.errors.shape, out.matrix.shape, bool(out.converged)  # 20 // 5 warm-up checks + 50 Newton slots
-        ((54,), (40, 30), True)
-    """
-
-    f: Array
-    g: Array
-    errors: Array
-    n_iters: Array
-    converged: Array
-    geom: Geom
-    a: Array
-    b: Array
-    tau_a: Array
-    tau_b: Array
-    duals: Array
-    trace_iters: Array
-    newton: NewtonDiagnostics
-    status: Array
-    error: Array
-    envelope: Array
-
-    matrix = SinkhornOutput.matrix
-    reg_ot_cost = SinkhornOutput.reg_ot_cost
-    transport_cost = SinkhornOutput.transport_cost
-    apply = SinkhornOutput.apply
-    _masked = SinkhornOutput._masked
+Example:
+    >>> import jax, ott_fast as otf
+    >>> c = jax.random.uniform(jax.random.PRNGKey(1), (40, 30))
+    >>> out = otf.sns(otf.Geometry(c, epsilon=0.05), tol=1e-6)
+    >>> out.errors.shape, out.matrix.shape, bool(out.converged)  # 20 // 5 warm-up checks + 50 Newton slots
+    ((54,), (40, 30), True)
+"""
 
 
 class _Static(NamedTuple):
@@ -660,5 +614,6 @@ def sns(
     f, g, errors, n_iters, converged, duals, iters, diag, status, error = _solve(static, geom, a, b, g0, num)
     one = jnp.ones((), dtype)
     envelope = jnp.asarray(True)
-    fields = (f, g, errors, n_iters, converged, geom, a, b, one, one, duals, iters, diag, status, error, envelope)
-    return SNSOutput(*fields)
+    return SinkhornOutput(
+        f, g, errors, n_iters, converged, geom, a, b, one, one, duals, status, error, envelope, iters, diag
+    )
