@@ -102,6 +102,7 @@ def check_weight_values(name: str, w: Any) -> None:
     mass. A device array is reduced on its device to three scalars (finite, minimum, sum): the array itself is
     never copied to the host. Traced arrays, and arrays spread over several processes, are left to the in-graph
     check (:func:`problem_is_valid`)."""
+
     def host(wn: np.ndarray) -> tuple[float, float, float]:
         wn = wn.astype(np.float64)
         return float(np.all(np.isfinite(wn))), float(wn.min()) if wn.size else 0.0, float(wn.sum())

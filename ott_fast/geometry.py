@@ -141,7 +141,6 @@ def _lse_rows(c: Array, u: Array, v: Array, inv_eps: Array) -> Array:
     return jnp.clip(jnp.log(jnp.sum(sweep_exp(log_block(c, u, v, inv_eps)), axis=1)), lo, hi)
 
 
-
 def _col_blocks(n: int, m: int) -> tuple[int, int, int]:
     """``(k, nb, rest)``: the column sweep of a stored ``[n, m]`` matrix reads ``nb`` blocks of ``k`` rows (about
     ``tuning().block_entries`` entries each), then ``rest`` more rows. ``k`` is the largest divisor of ``n`` of a useful

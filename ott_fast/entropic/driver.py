@@ -233,8 +233,6 @@ def batched_mode(batching: str, shape: tuple[int, int], implicit_diff: bool = Tr
     return "chunked" if cpu and implicit_diff else "whole"
 
 
-
-
 def in_chunks(fn: Callable[..., Any], members: int) -> Callable[..., Any]:
     """``fn``, whose ``vmap`` runs the batch in chunks of about ``members`` members, one chunk after another
     (a ``lax.map``), each chunk ``vmap``-ed.
@@ -310,8 +308,6 @@ def chunk_members(shape: tuple[int, int]) -> int:
         64
     """
     return max(1, tuning().chunk_entries // (shape[0] * shape[1]))
-
-
 
 
 def while_loop(
@@ -401,8 +397,6 @@ def while_loop(
         return out, jax.tree.map(lambda _: True, out)
 
     return run(operands, init)
-
-
 
 
 def make_solve(

@@ -204,9 +204,7 @@ class CGResult(NamedTuple):
     residual: Array  # |r| / |rhs| of the recursively updated residual (0 for a zero right-hand side)
 
 
-def cg_solve(
-    matvec: Any, rhs: Any, precond: Any, *, rtol: Any, maxiter: int, x0: Any = None
-) -> CGResult:
+def cg_solve(matvec: Any, rhs: Any, precond: Any, *, rtol: Any, maxiter: int, x0: Any = None) -> CGResult:
     """Preconditioned conjugate gradient on a pytree of arrays, stopping at ``|r| <= rtol |rhs|``: the one
     CG of the package (the implicit backward pass, SNS's Newton steps).
 
