@@ -8,7 +8,12 @@ Cases (full mode, sized to finish in minutes on one large GPU; ``--quick`` runs 
   iterations per second from two fixed iteration budgets (compilation excluded);
 - a ``vmap`` batch of 4096 problems of n = m = 256 (d = 3, stored cost matrices): problem-iterations per
   second, again from two fixed budgets;
-- sliced Wasserstein (n = m = 100,000, d = 3, 256 directions): projected points per second.
+- sliced Wasserstein (n = m = 100,000, d = 3, 256 directions): projected points per second;
+- a flow-matching coupling (ott_fast alone) at n = m = 65,536, 262,144 and 1,048,576, d = 64, noise against a
+  mixture of 8 Gaussians (``benchmarks.couplings.clouds``): an online Sinkhorn solve (``chunk_size="auto"``,
+  tol 1e-3, at most ``--coupling-max-iters``, 100 by default) then :func:`ott_fast.sample_conditional` (one target
+  per source point): seconds of each (compilation excluded, one timed call after an untimed one), the
+  compiled temporaries of each program (XLA's memory analysis) and the mean cost of the drawn pairs.
 
 Every case uses float32, the squared Euclidean cost, uniform weights and epsilon = 0.01 x the mean cost.
 The roofline is a lower bound on the time per unit of work from three figures of the device: memory
@@ -20,7 +25,10 @@ assumes, and reports no fraction for a device it knows no figures for. Work per 
 - a Sinkhorn iteration (two sweeps over the ``n x m`` plan): ``2 n m`` exps and, online, ``4 n m d`` flops of
   the cross term; stored matrices are also read twice, ``8 n m`` bytes;
 - a sliced estimate: ``2 L (n + m) d`` flops of projections and ``8 L (n + m)`` bytes to write and read them
-  (sorting not counted: a loose bound).
+  (sorting not counted: a loose bound);
+- a conditional draw (one Gumbel-max sweep over the plan): ``2 n m`` logs of the Gumbel noise, counted at the
+  exp rate (the same special-function unit), and ``2 n m d`` flops of the cross term (the random bits not
+  counted: a loose bound).
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ import numpy as np
 
 import ott_fast as otf
 from benchmarks import cli
+from benchmarks.couplings import clouds
 from benchmarks.problems import gaussian_clouds
 from ott_fast.trace import best_time
 
@@ -44,6 +53,8 @@ ROOFLINES: dict[str, tuple[float, float, float]] = {
     "H100": (3350.0, 132 * 16 * 1.98, 67.0),
     "A100": (2039.0, 108 * 16 * 1.41, 19.5),
 }
+COUPLING_TOL = 1e-3
+COUPLING_MAX_ITERS = 100  # a cap (``--coupling-max-iters``): the largest coupling takes minutes, converged or not
 
 
 def roofline(kind: str, args: argparse.Namespace) -> dict[str, Any] | None:
@@ -63,8 +74,6 @@ def _bound(roof: dict[str, Any] | None, exps: float = 0.0, flops: float = 0.0, n
     if roof is None:
         return None
     return max(exps / roof["exp"], flops / roof["matmul"], nbytes / roof["bandwidth"])
-
-
 
 
 def _rate(make: Any, budgets: tuple[int, int], repeats: int, work: float = 1.0) -> dict[str, Any]:
@@ -173,6 +182,56 @@ def sliced_case(n: int, n_dirs: int, repeats: int, roof: dict | None) -> dict[st
     }
 
 
+def _temp_bytes(compiled: Any) -> int | None:
+    """The temporaries XLA allocates for a compiled program (besides its arguments and outputs), or None."""
+    try:
+        return int(compiled.memory_analysis().temp_size_in_bytes)
+    except Exception:  # noqa: BLE001 -- a backend without memory analysis: no number, not a failure
+        return None
+
+
+def coupling_case(n: int, d: int, max_iters: int, repeats: int, roof: dict | None) -> dict[str, Any]:
+    """Online Sinkhorn at epsilon = 0.01 x the mean cost, then one conditional draw per source point: the
+    seconds and compiled temporaries of each step, as a flow-matching training step would run them."""
+    x0, x1 = clouds(n, d, seed=d)
+    eps = _eps(x0, x1)
+    x, y = jnp.asarray(x0), jnp.asarray(x1)
+    key = jax.random.PRNGKey(0)
+    chunk = otf.PointCloud(x, y, epsilon=eps, chunk_size="auto").chunk_size
+
+    def solve(x: Any, y: Any) -> Any:
+        return otf.sinkhorn(otf.PointCloud(x, y, epsilon=eps, chunk_size=chunk), tol=COUPLING_TOL, max_iters=max_iters)
+
+    case: dict[str, Any] = {"case": f"coupling, n=m={n}, d={d}", "n": n, "d": d, "epsilon": eps, "chunk": chunk}
+    try:
+        solver = jax.jit(solve).lower(x, y).compile()
+        solve_s, out = best_time(lambda: solver(x, y), repeats)
+        draw = jax.jit(otf.sample_conditional).lower(key, out).compile()
+        draw_s, pairs = best_time(lambda: draw(key, out), repeats)
+    except Exception as err:  # noqa: BLE001  (out of memory at the largest size is a result, not a crash)
+        return case | {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"}
+    iters = int(out.n_iters)
+    cols = np.asarray(pairs.cols)
+    pair_cost = float(np.mean(np.sum((x0.astype(np.float64) - x1[cols].astype(np.float64)) ** 2, axis=1)))
+    per_iter = _bound(roof, exps=2.0 * n * n, flops=4.0 * n * n * d)
+    draw_bound = _bound(roof, exps=2.0 * n * n, flops=2.0 * n * n * d)
+    return case | {
+        "iterations": iters,
+        "converged": bool(out.converged),
+        "error_l1": float(out.error),
+        "solve_s": solve_s,
+        "solve_temp_bytes": _temp_bytes(solver),
+        "sample_s": draw_s,
+        "sample_temp_bytes": _temp_bytes(draw),
+        "valid": bool(pairs.valid),
+        "pair_cost": pair_cost,
+        "mean_cost": eps / 0.01,  # of all n x m pairs: what an independent coupling's pairs cost on average
+        "dense_plan_bytes": 4 * n * n,
+        "solve_fraction_of_roofline": None if per_iter is None else per_iter * iters / solve_s,
+        "sample_fraction_of_roofline": None if draw_bound is None else draw_bound / draw_s,
+    }
+
+
 def _fraction(case: dict[str, Any], row: dict[str, Any]) -> float | None:
     bound = case.get("bound_per_unit", case.get("bound_s"))
     if bound is None or "seconds_per_unit" not in row:
@@ -194,12 +253,46 @@ def print_case(case: dict[str, Any]) -> None:
         print(f"  {name:<9} {r['per_second']:.4g} {case['unit']}/s{share}")
 
 
+def _mb(nbytes: int | None) -> str:
+    return "-" if nbytes is None else f"{nbytes / 1e6:.1f} MB"
+
+
+def _share(frac: float | None) -> str:
+    return "" if frac is None else f" ({100 * frac:.1f}% of roofline)"
+
+
+def print_coupling(case: dict[str, Any]) -> None:
+    print(f"\n{case['case']}  (epsilon {case['epsilon']:.4g} = 0.01 x mean cost, {case['chunk']}-row chunks)")
+    if "error" in case:
+        print(f"  failed: {case['error']}")
+        return
+    state = "converged" if case["converged"] else "not converged"
+    print(
+        f"  solve   {case['solve_s']:.4g} s, {case['iterations']} iterations ({state}, L1 error "
+        f"{case['error_l1']:.1e}), temporaries {_mb(case['solve_temp_bytes'])}"
+        f"{_share(case['solve_fraction_of_roofline'])}"
+    )
+    print(
+        f"  sample  {case['sample_s']:.4g} s, temporaries {_mb(case['sample_temp_bytes'])}"
+        f"{_share(case['sample_fraction_of_roofline'])}; pairs cost {case['pair_cost']:.4g} (independent pairs: "
+        f"{case['mean_cost']:.4g}; a dense plan would take {_mb(case['dense_plan_bytes'])})"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = cli.parser("python -m benchmarks --suites device", __doc__, "small sizes (CPU smoke test)", progress=False)
     parser.add_argument("--bandwidth-gbs", type=float, default=None, help="device memory bandwidth, GB/s")
     parser.add_argument("--exp-gops", type=float, default=None, help="device exp throughput, Gop/s")
     parser.add_argument("--matmul-tflops", type=float, default=None, help="device float32 matmul rate, TFLOP/s")
+    parser.add_argument(
+        "--coupling-max-iters",
+        type=int,
+        default=COUPLING_MAX_ITERS,
+        help="iteration cap of the coupling cases' solves (full mode; a multiple of 5)",
+    )
     args = parser.parse_args(argv)
+    if args.coupling_max_iters < 5 or args.coupling_max_iters % 5:  # sinkhorn checks every 5 iterations
+        parser.error(f"--coupling-max-iters: expected a positive multiple of 5, got {args.coupling_max_iters}")
     dev = jax.devices()[0]
     kind = f"{dev.platform}: {dev.device_kind}"
     roof = roofline(dev.device_kind, args)
@@ -214,9 +307,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         online_sizes, dims, budgets, repeats = (512,), (3, 64), (5, 25), 2
         batch, sliced_n, sliced_l = (8, 32), 1024, 16
+        coupling_sizes, coupling_d, coupling_iters = (256,), 64, 50
     else:
         online_sizes, dims, budgets, repeats = (10_000, 100_000), (3, 64), (10, 30), 2
         batch, sliced_n, sliced_l = (4096, 256), 100_000, 256
+        coupling_sizes, coupling_d, coupling_iters = (65_536, 262_144, 1_048_576), 64, args.coupling_max_iters
     t0 = time.time()
     cases = []
     for n in online_sizes:
@@ -227,11 +322,15 @@ def main(argv: list[str] | None = None) -> int:
     print_case(cases[-1])
     cases.append(sliced_case(sliced_n, sliced_l, repeats, roof))
     print_case(cases[-1])
+    couplings = []
+    for n in coupling_sizes:
+        couplings.append(coupling_case(n, coupling_d, coupling_iters, 1, roof))
+        print_coupling(couplings[-1])
     for case in cases:
         for name in ("ott_fast", "ott-jax", "ott-jax dense"):
             if name in case:
                 case[name]["fraction_of_roofline"] = _fraction(case, case[name])
     meta = cli.run_meta(args.quick, t0, device=kind, roofline=roof)
-    path = cli.write_record(args.out, "device.json", {"meta": meta, "cases": cases})
+    path = cli.write_record(args.out, "device.json", {"meta": meta, "cases": cases, "couplings": couplings})
     print(f"\nwrote {path} ({meta['wall_seconds']:.0f} s)")
     return 0

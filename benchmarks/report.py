@@ -226,8 +226,68 @@ def render_device(data: dict[str, Any]) -> str:
         if (not peer or "error" in peer) and "ott-jax dense" in case:
             peer, note = case["ott-jax dense"], " (OTT-JAX: stored matrix, its online mode failed)"
         lines.append(f"| {case['case']}{note} | {case['unit']} | {cells(case['ott_fast'])} | {cells(peer)} |")
+    couplings = data.get("couplings", [])
+    if couplings:
+        lines += [
+            "",
+            "Flow-matching couplings (ott_fast): online Sinkhorn at epsilon = 0.01 x the mean cost, then one "
+            "conditional draw per source point; seconds exclude compilation, memory is XLA's compiled temporaries.",
+            "",
+            "| case | iterations | solve [s] | % of roofline | solve temp. [MB] | sample [s] | % of roofline "
+            "| sample temp. [MB] | pairs cost / mean cost |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+
+        def mb(nbytes: int | None) -> str:
+            return "-" if nbytes is None else f"{nbytes / 1e6:.1f}"
+
+        def pct(frac: float | None) -> str:
+            return "-" if frac is None else f"{100 * frac:.1f}"
+
+        for c in couplings:
+            if "error" in c:
+                lines.append(f"| {c['case']} | failed: {c['error']} | | | | | | | |")
+                continue
+            its = f"{c['iterations']}" + ("" if c["converged"] else " (cap)")
+            lines.append(
+                f"| {c['case']} | {its} | {c['solve_s']:.3g} | {pct(c['solve_fraction_of_roofline'])} "
+                f"| {mb(c['solve_temp_bytes'])} | {c['sample_s']:.3g} | {pct(c['sample_fraction_of_roofline'])} "
+                f"| {mb(c['sample_temp_bytes'])} | {c['pair_cost'] / c['mean_cost']:.3f} |"
+            )
     return "\n".join(lines)
 
+
+def render_couplings(data: dict[str, Any]) -> str:
+    """Per case (n, d), every coupling's seconds, cost against the exact one, pairs' cost, memory, and its
+    speed-up over POT's ``ot.emd`` where both ran."""
+    meta = data.get("meta", {})
+    rels = ", ".join(f"{e:g}" for e in meta.get("epsilons_relative_to_mean_cost", []))
+    lines = [
+        f"Measured by `python -m benchmarks --suites couplings` ({_machine(meta)}); epsilons {rels or '?'} x the "
+        f"mean cost, tol {meta.get('tol', '?')}. Seconds exclude compilation; cost: the coupling's mean pair cost "
+        "(a permutation) or `<P, C>` (an entropic plan) against the exact one; pairs cost: the mean cost of the n "
+        "pairs drawn; memory: XLA's compiled buffers (JAX) or the float64 cost matrix and plan (POT).",
+        "",
+        "| case | coupling | time [s] | cost vs exact | pairs cost | memory [MB] | speed-up vs POT emd |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for case in data["cases"]:
+        pot = next((r for r in case["results"] if r["solver"] == "pot emd" and not r.get("error")), None)
+        for i, r in enumerate(case["results"]):
+            label = f"n = {case['n']:,}, d = {case['d']}" if i == 0 else ""
+            mem = "-" if r.get("bytes") is None else f"{r['bytes'] / 1e6:.1f}"
+            if r.get("error"):
+                lines.append(f"| {label} | {r['solver']} | failed | | | {mem} | |")
+                continue
+            if r.get("cost") is None:
+                lines.append(f"| {label} | {r['solver']} | not run | | | {mem} | |")
+                continue
+            rel = "-" if r.get("cost_vs_exact") is None else f"{100 * r['cost_vs_exact']:+.2f}%"
+            up = "-" if pot is None or r is pot or not r["seconds"] > 0 else f"{pot['seconds'] / r['seconds']:.2g}x"
+            lines.append(
+                f"| {label} | {r['solver']} | {r['seconds']:.3g} | {rel} | {r['pair_cost']:.4g} | {mem} | {up} |"
+            )
+    return "\n".join(lines)
 
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -236,7 +296,7 @@ PLOTS = os.path.join(_ROOT, "docs", "_static", "benchmarks")  # where a full run
 # suite -> the glob of its plots under <out>
 PLOT_GLOBS = {s: f"{s}_*.png" for s in ("sinkhorn", "sns", "sliced", "monge_gap")} | {"divergence": "divergence.png"}
 
-# Page section -> (suite, its JSON file, renderer). A renderer returning "" leaves its section as it was.
+
 def render_batches(data: dict[str, Any]) -> str:
     meta = data.get("meta", {})
     lines = [
@@ -307,6 +367,7 @@ def render_divergence(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# Page section -> (suite, its JSON file, renderer). A renderer returning "" leaves its section as it was.
 SECTIONS: dict[str, tuple[str, str, Callable[[dict[str, Any]], str]]] = {
     "sinkhorn": ("sinkhorn", "benchmarks.json", render_sinkhorn),
     "sinkhorn-online": ("sinkhorn", "benchmarks.json", render_online),
@@ -316,6 +377,7 @@ SECTIONS: dict[str, tuple[str, str, Callable[[dict[str, Any]], str]]] = {
     "batches": ("batches", "batches.json", render_batches),
     "device": ("device", "device.json", render_device),
     "divergence": ("divergence", "divergence.json", render_divergence),
+    "couplings": ("couplings", "couplings.json", render_couplings),
 }
 
 

@@ -70,8 +70,10 @@ def test_update_plots_copies_the_plots_and_lists_them(tmp_path):
     (out / "sns_a.png").write_bytes(b"png")
     page = tmp_path / "docs" / "benchmarks.md"
     page.parent.mkdir()
-    page.write_text("<!-- benchmark-plots:sns -->\nnone yet\n<!-- /benchmark-plots:sns -->\n"
-                    "<!-- benchmark-plots:sliced -->\nkept\n<!-- /benchmark-plots:sliced -->\n")
+    page.write_text(
+        "<!-- benchmark-plots:sns -->\nnone yet\n<!-- /benchmark-plots:sns -->\n"
+        "<!-- benchmark-plots:sliced -->\nkept\n<!-- /benchmark-plots:sliced -->\n"
+    )
     assert rep.update_plots(str(page), str(out), ["sns", "sliced"], static_dir=str(static)) == ["sns"]
     assert (static / "sns_a.png").read_bytes() == b"png"
     assert "![sns_a.png](_static/benchmarks/sns_a.png)" in page.read_text() and "kept" in page.read_text()
@@ -133,6 +135,55 @@ def test_quick_device_benchmark_measures_every_case_against_a_roofline(tmp_path,
                 )
     out = capsys.readouterr().out
     assert "roofline assumed: bandwidth 20 GB/s, exp 2 Gop/s, float32 matmul 0.1 TFLOP/s" in out
+    (coupling,) = report["couplings"]  # the flow-matching coupling, at a tiny size
+    assert coupling["n"] == 256 and "error" not in coupling, coupling
+    assert coupling["valid"] and coupling["converged"] and coupling["iterations"] > 0
+    assert coupling["solve_s"] > 0 and coupling["sample_s"] > 0 and coupling["sample_fraction_of_roofline"] > 0
+    assert coupling["solve_temp_bytes"] is not None and coupling["sample_temp_bytes"] is not None
+    assert coupling["pair_cost"] < coupling["mean_cost"]  # the coupling pairs closer points than chance
+    from benchmarks import report as rep
+
+    table = rep.render(str(tmp_path), ["device"])["device"]
+    assert table.count("| online Sinkhorn") == 2 and "| coupling, n=m=256, d=64 |" in table
+
+
+def test_render_couplings_writes_one_row_per_coupling_and_the_speed_up_over_pot():
+    from benchmarks import report as rep
+
+    def row(solver, seconds, cost, bytes_=1_000_000, **extra):
+        return {"solver": solver, "seconds": seconds, "cost": cost, "pair_cost": cost, "bytes": bytes_, **extra}
+
+    small = [
+        row("ott_fast exact", 0.5, 2.0, cost_vs_exact=0.0),
+        row("ott_fast sinkhorn eps=0.01", 0.1, 2.02, converged=True, entropy_ratio=0.3, cost_vs_exact=0.01),
+        row("pot emd", 0.2, 2.0, 16 * 256**2, cost_vs_exact=0.0),
+        row("ott-jax match_linear+sample_joint", float("nan"), None, 2_000_000, error=None, note="compiled only"),
+    ]
+    large = [  # beyond the exact solvers: no cost reference, no POT
+        row("ott_fast sinkhorn eps=0.01 (online, 128 rows)", 3.0, 5.0, None, cost_vs_exact=None),
+        row("ott-jax match_linear+sample_joint", float("nan"), None, None, error="RESOURCE_EXHAUSTED"),
+    ]
+    for r in large:
+        r.setdefault("cost_vs_exact", None)
+    small[3]["cost_vs_exact"] = None
+    data = {
+        "meta": {"mode": "full", "cpu_count": 2, "tol": 1e-3, "epsilons_relative_to_mean_cost": [0.1, 0.01]},
+        "cases": [
+            {"case": "n=256, d=2", "n": 256, "d": 2, "mean_cost": 10.0, "results": small},
+            {"case": "n=16384, d=64", "n": 16384, "d": 64, "mean_cost": 140.0, "results": large},
+        ],
+    }
+    table = rep.render_couplings(data)
+    lines = table.splitlines()
+    assert "epsilons 0.1, 0.01 x the mean cost, tol 0.001" in lines[0]
+    assert lines[2].count("|") == 8 and len(lines) == 4 + len(small) + len(large)
+    assert "| n = 256, d = 2 | ott_fast exact | 0.5 | +0.00% | 2 | 1.0 | 0.4x |" in lines
+    assert "|  | ott_fast sinkhorn eps=0.01 | 0.1 | +1.00% | 2.02 | 1.0 | 2x |" in lines
+    assert "|  | pot emd | 0.2 | +0.00% | 2 | 1.0 | - |" in lines
+    assert "|  | ott-jax match_linear+sample_joint | not run | | | 2.0 | |" in lines
+    assert "| n = 16,384, d = 64 | ott_fast sinkhorn eps=0.01 (online, 128 rows) | 3 | - | 5 | - | - |" in lines
+    assert "|  | ott-jax match_linear+sample_joint | failed | | | - | |" in lines
+    assert rep.SECTIONS["couplings"] == ("couplings", "couplings.json", rep.render_couplings)
 
 
 @pytest.mark.filterwarnings("ignore")
