@@ -334,3 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     path = cli.write_record(args.out, "device.json", {"meta": meta, "cases": cases, "couplings": couplings})
     print(f"\nwrote {path} ({meta['wall_seconds']:.0f} s)")
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
