@@ -1,4 +1,6 @@
+import json
 import os
+import subprocess
 import sys
 
 import jax
@@ -31,3 +33,12 @@ def random_problem(n=30, m=40, d=2, seed=0, uniform=False, dtype=np.float64):
 def sq_cost(x, y):
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     return ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
+
+
+def run_on_devices(script, devices):
+    """Run ``script`` (Python source) in a fresh process with ``devices`` simulated CPU devices and return the
+    JSON object its last line of output prints (a multi-device test cannot share this process's devices)."""
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])

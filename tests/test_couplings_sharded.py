@@ -1,10 +1,8 @@
 """Pairs drawn from a sharded solve equal those of the single-device one (4 simulated CPU devices, float64)."""
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
+
+from conftest import run_on_devices
 
 # The noise of draw s is gumbel(fold_in(key, s)): it does not depend on how the points are laid out, so with the
 # same key the draws of a solve sharded along x's points are the single-device draws, index for index (the
@@ -48,10 +46,7 @@ _SCRIPT = textwrap.dedent(
 
 
 def test_sharded_solve_draws_the_same_pairs_as_one_device():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rep = json.loads(proc.stdout.strip().splitlines()[-1])
+    rep = run_on_devices(_SCRIPT, 4)
     assert rep["devices"] == 4
     for chunk in ("None", "128"):  # dense, online
         r = rep[chunk]

@@ -1,10 +1,8 @@
 """Sharded solves equal single-device ones (4 simulated CPU devices, float64), without gathering the costs."""
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
+
+from conftest import run_on_devices
 
 # Where each all-reduce of a compiled program runs: ``{"shape depth": count}``, the depth being the number of
 # while loops around it (ENTRY = 0). A solve is: the checks' while loop (1), each check's iterations (2), and
@@ -129,10 +127,7 @@ _SCRIPT = _LOOP_DEPTHS + textwrap.dedent(
 
 
 def test_sharded_equals_single_device_and_never_gathers():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rep = json.loads(proc.stdout.strip().splitlines()[-1])
+    rep = run_on_devices(_SCRIPT, 4)
     assert rep["devices"] == 4
     for key in ("rows_None", "rows_128"):
         r = rep[key]
@@ -158,7 +153,7 @@ def test_sharded_equals_single_device_and_never_gathers():
 
 _BITS = textwrap.dedent(
     """
-    import hashlib, jax, jax.numpy as jnp, numpy as np
+    import hashlib, json, jax, jax.numpy as jnp, numpy as np
     import ott_fast as otf
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.normal(size=(1024, 3)), jnp.float32)
@@ -168,7 +163,7 @@ _BITS = textwrap.dedent(
         out = jax.jit(lambda x, y: otf.sinkhorn(otf.PointCloud(x, y, epsilon=0.05, chunk_size=chunk)))(x, y)
         for a in (out.f, out.g, out.reg_ot_cost):
             h.update(np.asarray(a).tobytes())
-    print(len(jax.devices()), h.hexdigest())
+    print(json.dumps({"devices": len(jax.devices()), "digest": h.hexdigest()}))
     """
 )
 
@@ -176,11 +171,6 @@ _BITS = textwrap.dedent(
 def test_unsharded_solve_gives_the_same_bits_on_every_host():
     """An unsharded solve sums in an order that does not depend on how many devices the host has. Before, the
     sweeps grouped their column sums by ``jax.device_count()``, so the 1- and 8-device hashes differed."""
-    digests = {}
-    for count in (1, 8):
-        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={count}", JAX_PLATFORMS="cpu")
-        proc = subprocess.run([sys.executable, "-c", _BITS], capture_output=True, text=True, env=env, timeout=600)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        devices, digest = proc.stdout.split()[-2:]
-        digests[int(devices)] = digest
-    assert set(digests) == {1, 8} and digests[1] == digests[8], digests
+    digests = {count: run_on_devices(_BITS, count) for count in (1, 8)}
+    assert digests[1]["devices"] == 1 and digests[8]["devices"] == 8, digests
+    assert digests[1]["digest"] == digests[8]["digest"], digests
