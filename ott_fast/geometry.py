@@ -346,7 +346,7 @@ class Kernel:
         def body(acc: Array, blk: Array, ub: Array) -> tuple[Array, None]:
             return acc + _group_reduce(jnp.exp(self.log_block(blk, ub, v, inv_eps)), jnp.sum, acc.shape[0]), None
 
-        init = _sharded_like(jnp.zeros((_groups(self.blocks()[1], u), v.shape[0]), self.dtype), u)
+        init = self.col_init(u)
         total, _ = self.scan(body, init, (u,), (-jnp.inf,))
         return jnp.clip(jnp.log(jnp.sum(total, axis=0)), lo, hi)
 
@@ -364,7 +364,7 @@ class Kernel:
         def body(acc: Array, blk: Array, ub: Array) -> tuple[Array, None]:
             return jnp.maximum(acc, _group_reduce(self.log_block(blk, ub, v, inv_eps), jnp.max, acc.shape[0])), None
 
-        init = _sharded_like(jnp.full((_groups(self.blocks()[1], u), v.shape[0]), -jnp.inf, self.dtype), u)
+        init = self.col_init(u, fill=-jnp.inf)
         return jnp.max(self.scan(body, init, (u,), (-jnp.inf,))[0], axis=0)
 
     def row_lse_exact(self, u: Array, v: Array, inv_eps: Array) -> Array:
