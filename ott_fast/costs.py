@@ -65,6 +65,10 @@ class Cost:
     #: cost is formed (see :class:`~ott_fast.PointCloud`). ``False`` unless a subclass says otherwise.
     translation_invariant: bool = False
 
+    #: Whether ``c(x, y) = c(y, x)``: a small dense kernel then forms ``C^T`` as ``all_pairs(y, x)`` (a second
+    #: matrix product) rather than as a transpose, which XLA:CPU fuses into each consumer as a strided read.
+    symmetric: bool = False
+
     def cost(self, x: Array, y: Array) -> Array:
         """Cost between two points ``x[d]`` and ``y[d]``; returns a scalar."""
         raise NotImplementedError
@@ -124,6 +128,7 @@ class SqEuclidean(Cost):
 
     precision: Any = HIGHEST
     translation_invariant = True
+    symmetric = True
 
     def cost(self, x: Array, y: Array) -> Array:
         return jnp.sum((x - y) ** 2)
@@ -160,6 +165,7 @@ class Euclidean(Cost):
 
     precision: Any = HIGHEST
     translation_invariant = True
+    symmetric = True
 
     def cost(self, x: Array, y: Array) -> Array:
         return _safe_sqrt(jnp.sum((x - y) ** 2))
@@ -180,6 +186,7 @@ class PNorm(Cost):
 
     p: Any = 2.0
     translation_invariant = True
+    symmetric = True
 
     def cost(self, x: Array, y: Array) -> Array:
         z = jnp.abs(x - y)
@@ -201,6 +208,7 @@ class Cosine(Cost):
     """
 
     precision: Any = HIGHEST
+    symmetric = True
 
     def cost(self, x: Array, y: Array) -> Array:
         return self.all_pairs(x[None], y[None])[0, 0]

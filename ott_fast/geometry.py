@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from typing import Any, Literal
 
 import jax
@@ -418,10 +419,12 @@ class DenseKernel(Kernel):
         (3, 2)
     """
 
-    def __init__(self, cost_matrix: Array, epsilon: Array) -> None:
+    def __init__(self, cost_matrix: Array, epsilon: Array, transposed: Callable[[], Array] | None = None) -> None:
         n, m = cost_matrix.shape
         self.cost_matrix, self.epsilon = cost_matrix, epsilon
-        self.cost_t = cost_matrix.T if _col_blocks(n, m)[0] == n else None
+        self.cost_t = None
+        if _col_blocks(n, m)[0] == n:
+            self.cost_t = cost_matrix.T if transposed is None else transposed()
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -835,7 +838,10 @@ class PointCloud(_Regularised):
         if self.online:
             x, y = self.centred()
             return OnlineKernel(x, y, self.cost, self.epsilon, self.chunk_size)
-        return DenseKernel(self.cost_matrix, self.epsilon)
+        if not self.cost.symmetric:
+            return DenseKernel(self.cost_matrix, self.epsilon)
+        x, y = self.centred()
+        return DenseKernel(self.cost.all_pairs(x, y), self.epsilon, lambda: self.cost.all_pairs(y, x))
 
     def tree_flatten(self) -> tuple[tuple, tuple]:
         return (self.x, self.y, self.cost, self.given_epsilon, self.scale, self.shift), (
