@@ -4,9 +4,9 @@ import textwrap
 
 from conftest import run_on_devices
 
-# The noise of draw s is gumbel(fold_in(key, s)): it does not depend on how the points are laid out, so with the
-# same key the draws of a solve sharded along x's points are the single-device draws, index for index (the
-# potentials agree to rounding, far below the gap between a row's two best scores).
+# The uniform of draw s is uniform(fold_in(key, s)): it does not depend on how the points are laid out, so with
+# the same key the draws of a solve sharded along x's points are the single-device draws, index for index (the
+# potentials agree to rounding, far below the distance from a uniform to the nearest step of its row's CDF).
 _SCRIPT = textwrap.dedent(
     """
     import json
