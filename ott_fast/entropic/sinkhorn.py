@@ -59,8 +59,8 @@ class _Numerics(NamedTuple):
     tol: Array
     tau_a: Array
     tau_b: Array
-    eps_init: Array
-    eps_decay: Array
+    eps_init: Array | None  # None with a decay: the largest cost; None without one: no schedule
+    eps_decay: Array | None  # None: no schedule, every iteration uses the target epsilon itself
     omega_max: Array
 
 
@@ -232,7 +232,11 @@ _KAPPA = 0.1  # sufficient-increase fraction; omega_max <= 1.9 keeps the quadrat
 
 
 def _eps_at(i: Array, eps: Array, num: _Numerics) -> Array:
-    """Epsilon used by iteration ``i`` (1-based)."""
+    """Epsilon used by iteration ``i`` (1-based). Without a schedule the target itself: every ``1 / eps`` of
+    the solve is then one loop-invariant value, and XLA forms ``C / eps`` once before the loop instead of in
+    every sweep (n = m = 1024: 21 iterations 28 -> 22 ms)."""
+    if num.eps_decay is None:
+        return eps
     return jnp.maximum(eps, num.eps_init * num.eps_decay ** (i - 1).astype(eps.dtype))
 
 
@@ -475,7 +479,7 @@ def _loop(
 ) -> SinkhornState:
     """The first iteration, then blocks of ``check_every`` iterations until converged, capped or non-finite
     (``max_checks``: a traced cap on the blocks, below the static one)."""
-    if num.eps_init is None:
+    if num.eps_init is None and num.eps_decay is not None:
         num = num._replace(eps_init=pg.max_cost(a, b))
     s = _first_iteration(pg, a, b, g0, num, static)
     n_checks = static.max_iters // static.check_every
@@ -693,7 +697,7 @@ def sinkhorn(
     if symmetric:
         _check_symmetric(n, m, a, b, tau_a, tau_b)
     if schedule is None:
-        eps_init, eps_decay = jnp.zeros((), dtype), jnp.ones((), dtype)
+        eps_init, eps_decay = None, None
     else:
         if not isinstance(schedule, EpsilonSchedule):
             raise TypeError("schedule: expected an ott_fast.EpsilonSchedule or None.")
