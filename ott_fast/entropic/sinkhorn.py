@@ -375,7 +375,10 @@ def _anderson_iteration(
     f = num.tau_a * (s.f - eps * log_r)
     lc = geom.col_lse(f * inv + la, g * inv, inv)
     y = num.tau_b * (g - eps * lc)
-    r = y - g
+    # Absent columns (b_j = 0) are left out of the fit and take plain steps: their potentials move no mass, a
+    # far padded point's residual would dominate the least squares (padding would change the iterates), and
+    # extrapolating them could overflow.
+    r = jnp.where(b > 0, y - g, 0.0)
 
     k = static.anderson
     keep = on & ~reject  # otherwise the history restarts from the pair (g, r)
@@ -385,7 +388,7 @@ def _anderson_iteration(
     dx, dr = jnp.where(keep, dx, 0.0), jnp.where(keep, dr, 0.0)
     count = jnp.where(keep, jnp.minimum(h.count + push.astype(jnp.int32), k), 0)
     gamma = _anderson_weights(dr, r, count)
-    g_aa = y - jnp.matmul(gamma, dx + dr, precision=_dual.HIGHEST)
+    g_aa = jnp.where(b > 0, y - jnp.matmul(gamma, dx + dr, precision=_dual.HIGHEST), y)  # absent: plain steps
     inv_n = 1.0 / eps_next
 
     def at(g_new: Array) -> tuple[Array, Array, Array]:  # g_new with its row sweep and closed-form column sums
