@@ -262,9 +262,12 @@ def render_couplings(data: dict[str, Any]) -> str:
     speed-up over POT's ``ot.emd`` where both ran."""
     meta = data.get("meta", {})
     rels = ", ".join(f"{e:g}" for e in meta.get("epsilons_relative_to_mean_cost", []))
+    command = meta.get("command", "python -m benchmarks --suites couplings")
+    loose = f" (and {meta['loose_tol']:g} where the row says so)" if meta.get("loose_tol") else ""
     lines = [
-        f"Measured by `python -m benchmarks --suites couplings` ({_machine(meta)}); epsilons {rels or '?'} x the "
-        f"mean cost, tol {meta.get('tol', '?')}. Seconds exclude compilation; cost: the coupling's mean pair cost "
+        f"Measured by `{command}` ({_machine(meta)}); epsilons {rels or '?'} x the "
+        f"mean cost, tol {meta.get('tol', '?')}{loose}. Seconds exclude compilation; cost: the coupling's mean "
+        "pair cost "
         "(a permutation) or `<P, C>` (an entropic plan) against the exact one; pairs cost: the mean cost of the n "
         "pairs drawn; memory: XLA's compiled buffers (JAX) or the float64 cost matrix and plan (POT).",
         "",
