@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ott_fast import _validation as val
-from ott_fast.entropic.driver import Status, describe
+from ott_fast.entropic.driver import describe, failed
 from ott_fast.geometry import unstride
 
 Array = jax.Array
@@ -74,7 +74,7 @@ def output_is_valid(out: Any) -> Array:
     for field in ("f", "g", "geom", "a", "b", "status"):
         if not hasattr(out, field):
             raise TypeError(f"out: expected a SinkhornOutput or SNSOutput (fields f, g, geom, a, b), got {type(out)}.")
-    ok = (out.status != Status.INVALID_INPUT) & (out.status != Status.NONFINITE)
+    ok = ~failed(out.status)
     ok = ok & jnp.all(jnp.isfinite(out.f)) & jnp.all(jnp.isfinite(out.g))
     if val.is_concrete(ok) and ok.ndim == 0 and not bool(ok):
         raise ValueError(

@@ -29,6 +29,7 @@ Array = jax.Array
 __all__ = [
     "Status",
     "describe",
+    "failed",
     "finalize",
     "Finalized",
     "input_is_valid",
@@ -181,9 +182,25 @@ def finalize(
     return Finalized(jnp.where(ok, f, nan_f), jnp.where(ok, g, nan_g), converged, status, jnp.where(ok, err, jnp.nan))
 
 
+# The codes of a failed solve (its potentials are NaN), as opposed to one that stopped short of tol.
+_FAILED = (Status.NONFINITE, Status.INVALID_INPUT)
+
+
+def failed(status: Any) -> Array:
+    """Bool, shaped like ``status``: the solve failed (invalid input or non-finite values, so its potentials and
+    every value derived from them are NaN), as opposed to one that converged or stopped short of ``tol``.
+
+    Example:
+        >>> bool(failed(Status.NONFINITE)), bool(failed(Status.MAX_ITERS))
+        (True, False)
+    """
+    status = jnp.asarray(status)
+    return (status == _FAILED[0]) | (status == _FAILED[1])
+
+
 def _raise_if_failed(solver: str, status: Any) -> None:
     codes = np.atleast_1d(np.asarray(status))
-    bad = [int(c) for c in codes if int(c) in (Status.NONFINITE, Status.INVALID_INPUT)]
+    bad = [int(c) for c in codes if int(c) in _FAILED]
     if bad:
         raise RuntimeError(f"{solver}: {describe(bad[0])} (status {bad[0]}); pass throw=False to get NaN instead.")
 

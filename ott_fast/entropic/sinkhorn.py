@@ -196,7 +196,7 @@ class SinkhornOutput(NamedTuple):
     def _masked(self, value: Array) -> Array:
         """NaN wherever the solve failed (invalid input, non-finite values). The potentials are NaN there
         already; this makes every derived value NaN too, whatever the compiler does with NaN inputs."""
-        failed = (self.status == driver.Status.INVALID_INPUT) | (self.status == driver.Status.NONFINITE)
+        failed = driver.failed(self.status)
         failed = jnp.reshape(failed, failed.shape + (1,) * (value.ndim - failed.ndim))
         return jnp.where(failed, jnp.nan, value)
 
