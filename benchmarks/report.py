@@ -267,8 +267,8 @@ def render_couplings(data: dict[str, Any]) -> str:
     lines = [
         f"Measured by `{command}` ({_machine(meta)}); epsilons {rels or '?'} x the "
         f"mean cost, tol {meta.get('tol', '?')}{loose}. Seconds exclude compilation; cost: the coupling's mean "
-        "pair cost "
-        "(a permutation) or `<P, C>` (an entropic plan) against the exact one; pairs cost: the mean cost of the n "
+        "pair cost (a permutation) or `<P, C>` (an entropic plan) against the exact one; pairs cost: the mean "
+        "cost of the n "
         "pairs drawn; memory: XLA's compiled buffers (JAX) or the float64 cost matrix and plan (POT).",
         "",
         "| case | coupling | time [s] | cost vs exact | pairs cost | memory [MB] | speed-up vs POT emd |",

@@ -838,10 +838,10 @@ class PointCloud(_Regularised):
         if self.online:
             x, y = self.centred()
             return OnlineKernel(x, y, self.cost, self.epsilon, self.chunk_size)
-        if not self.cost.symmetric:
-            return DenseKernel(self.cost_matrix, self.epsilon)
-        x, y = self.centred()
-        return DenseKernel(self.cost.all_pairs(x, y), self.epsilon, lambda: self.cost.all_pairs(y, x))
+        transposed = None
+        if self.cost.symmetric:  # C^T as a matrix product, not a transpose (see Cost.symmetric)
+            transposed = lambda: self.cost.all_pairs(*reversed(self.centred()))  # noqa: E731
+        return DenseKernel(self.cost_matrix, self.epsilon, transposed)
 
     def tree_flatten(self) -> tuple[tuple, tuple]:
         return (self.x, self.y, self.cost, self.given_epsilon, self.scale, self.shift), (

@@ -30,6 +30,15 @@ def random_problem(n=30, m=40, d=2, seed=0, uniform=False, dtype=np.float64):
     return x, y, a.astype(dtype), b.astype(dtype)
 
 
+def loss_clouds(n, seed=0, shift=0.0):
+    """The divergence-as-a-loss data: x ~ N(0, I), y ~ 0.8 N(0, I) + (1, 0, 0.5) in d = 3, both moved by
+    ``shift`` (float64 numpy)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3))
+    y = 0.8 * rng.normal(size=(n, 3)) + np.array([1.0, 0.0, 0.5])
+    return x + shift, y + shift
+
+
 def sq_cost(x, y):
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     return ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)

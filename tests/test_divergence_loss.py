@@ -10,18 +10,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import loss_clouds
 
 import ott_fast as otf
 
 EPS = 0.005  # GeomLoss's blur 0.05 on |x - y|^2 / 2, as in the guide
-
-
-def _clouds(n, seed=0, shift=10.0):
-    """The guide's data, x ~ N(0, I), y ~ 0.8 N(0, I) + (1, 0, 0.5) in d = 3, both moved by ``shift``."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 3))
-    y = 0.8 * rng.normal(size=(n, 3)) + np.array([1.0, 0.0, 0.5])
-    return x + shift, y + shift
 
 
 # The two loss settings of the guide: (annealing decay, tol).
@@ -63,7 +56,7 @@ _reference = jax.jit(
 
 @pytest.fixture(scope="module")
 def problem():
-    x, y = _clouds(300)
+    x, y = loss_clouds(300, shift=10.0)
     with jax.enable_x64(True):
         value, grad = _reference(jnp.asarray(x), jnp.asarray(y))
         value, grad = float(value), np.asarray(grad)
@@ -109,7 +102,7 @@ def test_loose_setting_ignores_zero_weight_padding_float64():
     # left out of the Anderson fit, a far padded point's residual steered it: 206 vs 201 iterations.)
     decay, tol = SETTINGS["tol 1e-2"]
     with jax.enable_x64(True):
-        x, y = (jnp.asarray(v) for v in _clouds(300))
+        x, y = (jnp.asarray(v) for v in loss_clouds(300, shift=10.0))
         xp, yp, a, b = _padded(x, y)
         run = jax.jit(
             lambda x, y, a, b: otf.sinkhorn_divergence(

@@ -9,19 +9,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import loss_clouds
 
 import ott_fast as otf
 from ott_fast.entropic import driver
 
 # ------------------------------------------------------------------ float32 gradients at small epsilon
-
-
-def _clouds(n, seed=0, shift=0.0):
-    """The issue's data: x ~ N(0, I), y ~ 0.8 N(0, I) + (1, 0, 0.5) in d = 3, both shifted by ``shift``."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 3))
-    y = 0.8 * rng.normal(size=(n, 3)) + np.array([1.0, 0.0, 0.5])
-    return x + shift, y + shift
 
 
 def _values(x, y):
@@ -45,7 +38,7 @@ def _relative(g32, g64):
 def test_float32_gradients_match_float64_at_small_epsilon(shift):
     # Before the envelope-theorem gradient, reg_ot_cost's float32 gradient was off by 2.96 (relative norm)
     # at n = 1000: the implicit solve of an ill-conditioned system in float32 amplified the residual at tol.
-    x, y = _clouds(400, shift=shift)
+    x, y = loss_clouds(400, shift=shift)
     g32 = _grads(jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32))
     with jax.enable_x64(True):
         g64 = _grads(jnp.asarray(x), jnp.asarray(y))
@@ -57,7 +50,7 @@ def test_float32_gradients_match_float64_at_small_epsilon(shift):
 @pytest.mark.slow
 @pytest.mark.parametrize("n", [1000, 4000])
 def test_float32_gradients_match_float64_large(n):
-    x, y = _clouds(n, shift=10.0)
+    x, y = loss_clouds(n, shift=10.0)
     g32 = _grads(jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32))
     with jax.enable_x64(True):
         g64 = _grads(jnp.asarray(x), jnp.asarray(y))
@@ -68,7 +61,7 @@ def test_float32_gradients_match_float64_large(n):
 def test_float32_gradient_through_the_potentials_is_right_or_nan():
     # transport_cost goes through f and g: the implicit linear solve. In float32 it must either reach the
     # accuracy the dtype allows (then agree with float64) or say it failed (NaN), never return a wrong number.
-    x, y = _clouds(300, shift=5.0)
+    x, y = loss_clouds(300, shift=5.0)
 
     def lin(x, y, cap):
         return otf.sinkhorn(otf.PointCloud(x, y, epsilon=0.005), tol=1e-3, cg_maxiter=cap).transport_cost
@@ -155,7 +148,7 @@ def test_relative_epsilon_is_differentiated(x64):
 
 def test_divergence_is_nan_with_its_status_when_a_solve_stops_at_max_iters():
     # Before: a plausible number (the xy solve stopped at max_iters; reg_ot_cost is not masked by convergence).
-    x, y = _clouds(64)
+    x, y = loss_clouds(64)
     x, y = jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32)
     value = otf.sinkhorn_divergence(x, y, epsilon=0.01, max_iters=10)
     assert np.isnan(float(value))
@@ -278,7 +271,7 @@ def test_entropic_map_of_an_unconverged_solve_is_nan_and_its_memory_is_bounded()
 
 
 def test_divergence_warm_start_saves_iterations_and_changes_nothing():
-    x, y = _clouds(128)
+    x, y = loss_clouds(128)
     x, y = jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32)
     run = jax.jit(lambda x, y, w: otf.sinkhorn_divergence(x, y, epsilon=0.02, return_output=True, warm_start=w))
     cold = jax.jit(lambda x, y: otf.sinkhorn_divergence(x, y, epsilon=0.02, return_output=True))(x, y)
