@@ -20,7 +20,10 @@ every step, at a small blur. Each case draws ``x ~ N(0, I_d)`` and ``y ~ 0.8 N(0
   today's default at ``tol=1e-3``; Anderson at ``tol=1e-3``; epsilon annealed from the largest cost
   (``EpsilonSchedule(init=None, decay=0.8)``) at ``tol`` 1e-2 and 1e-3; annealed + Anderson at ``tol`` 1e-3
   and 1e-2, and annealed faster (decay 0.6) + Anderson at ``tol=3e-2``: the cheap end of the error-time curve.
-  Online (``chunk_size="auto"``) from ``n = 20000``.
+  Online (``chunk_size="auto"``) from ``n = 20000``. In ``d <= 3`` also :func:`ott_fast.multiscale_divergence`
+  (k-d tree leaves of at most 128 points, 8 partners kept per leaf) at ``tol`` 1e-2, 3e-2 and 1e-1; from
+  ``n = 20000`` in ``d <= 3`` the reference is the multiscale solve itself at ``tol=1e-3`` with 16 partners per
+  leaf (its truncation is checked against full solves at small ``n`` by the tests, not at this size).
 
 ``blur = 0.05`` in ``d = 3`` (the issue's case, ``epsilon = 0.005``, about 8e-4 x the mean cost) and
 ``blur = 0.25`` in ``d = 64`` (``epsilon = 0.125``, about 1e-3 x the mean cost: the same relative scale; at
@@ -76,6 +79,13 @@ OURS: dict[str, dict[str, Any]] = {  # setting -> sinkhorn options (passed throu
 }
 
 
+MULTISCALE: dict[str, dict[str, Any]] = {  # setting -> multiscale_divergence options (d <= 3 only)
+    "ott_fast multiscale (tol 1e-2)": {"tol": 1e-2},
+    "ott_fast multiscale (tol 3e-2)": {"tol": 3e-2},
+    "ott_fast multiscale (tol 1e-1)": {"tol": 1e-1},
+}
+
+
 def clouds(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``x[n, d] ~ N(0, I)`` and ``y[n, d] ~ 0.8 N(0, I) + (1, 0, 0.5, 0, ...)``, float32.
 
@@ -116,6 +126,16 @@ def _ours_fn(eps: float, chunk: Any, options: dict[str, Any]) -> Callable[[Any, 
     return _flat_value_and_grad(loss)
 
 
+def _multiscale_fn(eps: float, options: dict[str, Any]) -> Callable[[Any, Any], Any]:
+    """``jit(value_and_grad)`` of :func:`ott_fast.multiscale_divergence` in ``x``, as :func:`_ours_fn`."""
+
+    def loss(x: jax.Array, y: jax.Array) -> tuple[jax.Array, tuple]:
+        out = otf.multiscale_divergence(x, y, epsilon=eps, return_output=True, **options)
+        return out.value, (out.converged, out.iterations, out.error)
+
+    return _flat_value_and_grad(loss)
+
+
 def _reference_fn(eps: float, chunk: Any, options: dict[str, Any]) -> Callable[[Any, Any], Any]:
     """``jit(value_and_grad)`` of ``OT(x, y) - OT(x, x) / 2 - OT(y, y) / 2`` from three solves, not masked.
 
@@ -139,25 +159,32 @@ def _reference_fn(eps: float, chunk: Any, options: dict[str, Any]) -> Callable[[
 
 REF_DENSE = {"tol": 1e-9, "acceleration": "anderson", "max_iters": 20_000}  # float64, n < ONLINE_FROM
 REF_ONLINE = {"tol": 1e-4, "acceleration": "anderson", "max_iters": 2_000}  # float32, online, n >= ONLINE_FROM
+REF_MULTISCALE = {"tol": 1e-3, "neighbours": 16, "max_iters": 5_000}  # float32, d <= 3, n >= ONLINE_FROM
 # (float32 L1 marginal errors floor near 5e-5 already at n = 2000: a tighter tol only burns the budget)
 
 
 def reference(x: np.ndarray, y: np.ndarray, eps: float) -> dict[str, Any]:
     """The value and gradient every row is scored against (see the module's docstring and
-    :func:`_reference_fn`): float64 up to ``ONLINE_FROM`` points, float32 online beyond."""
+    :func:`_reference_fn`): float64 up to ``ONLINE_FROM`` points; beyond, float32 online, or in ``d <= 3`` the
+    multiscale solve at ``tol=1e-3`` with 16 partners per leaf (an online solve there takes hours)."""
     online = x.shape[0] >= ONLINE_FROM
-    options = REF_ONLINE if online else REF_DENSE
-    kind = (
-        f"ott_fast {'float32, online' if online else 'float64'}, anderson, tol {options['tol']:.0e} or "
-        f"{options['max_iters']} iterations per solve"
-    )
+    multiscale = online and x.shape[1] <= 3
+    options = REF_MULTISCALE if multiscale else REF_ONLINE if online else REF_DENSE
+    if multiscale:
+        kind = f"ott_fast multiscale float32, tol {options['tol']:.0e}, {options['neighbours']} neighbours"
+        fn = _multiscale_fn(eps, options)
+    else:
+        kind = (
+            f"ott_fast {'float32, online' if online else 'float64'}, anderson, tol {options['tol']:.0e} or "
+            f"{options['max_iters']} iterations per solve"
+        )
+        fn = _reference_fn(eps, "auto" if online else None, options)
     with jax.enable_x64(not online):
         dtype = jnp.float32 if online else jnp.float64
-        fn = _reference_fn(eps, "auto" if online else None, options)
         t0 = time.perf_counter()
         v, g, conv, iters, errs = jax.block_until_ready(fn(jnp.asarray(x, dtype), jnp.asarray(y, dtype)))
         secs = time.perf_counter() - t0
-        v, g, errs = float(v), np.asarray(g, np.float64), np.asarray(errs, np.float64)
+        v, g, errs = float(v), np.asarray(g, np.float64), np.atleast_1d(np.asarray(errs, np.float64))
     return {
         "kind": kind.replace("e-0", "e-"),
         "value": v,
@@ -165,7 +192,7 @@ def reference(x: np.ndarray, y: np.ndarray, eps: float) -> dict[str, Any]:
         "grad_norm": float(np.linalg.norm(g)),
         "converged": bool(conv),
         "iterations": int(iters),
-        "marginal_errors": [float(e) for e in errs],  # xy, xx, yy: how far the reference is from converged
+        "marginal_errors": [float(e) for e in errs],  # xy, xx, yy (multiscale: the largest): how far from converged
         "seconds_with_compilation": secs,
     }
 
@@ -182,8 +209,8 @@ def _errors(v: float, g: np.ndarray, ref: dict[str, Any] | None) -> dict[str, fl
 
 def run_ours(name: str, x: np.ndarray, y: np.ndarray, eps: float, ref: dict | None) -> dict[str, Any]:
     n = x.shape[0]
-    chunk = "auto" if n >= ONLINE_FROM else None
-    fn = _ours_fn(eps, chunk, OURS[name])
+    chunk = "auto" if n >= ONLINE_FROM and name in OURS else None
+    fn = _multiscale_fn(eps, MULTISCALE[name]) if name in MULTISCALE else _ours_fn(eps, chunk, OURS[name])
     xj, yj = jnp.asarray(x), jnp.asarray(y)
     try:
         secs, (v, g, conv, iters, err) = best_time(lambda: fn(xj, yj), REPEATS)
@@ -274,9 +301,16 @@ def _predicted(prev: dict[str, float], setting: str, n: int) -> float | None:
 
 
 def run_case(
-    n: int, d: int, peers: dict[str, Any], prev: dict[str, tuple[float, int]], max_s: float, max_ref_s: float
+    n: int,
+    d: int,
+    peers: dict[str, Any],
+    prev: dict[str, tuple[float, int]],
+    max_s: float,
+    max_ref_s: float,
+    ours: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Every setting on one case; ``prev`` (setting -> (seconds, n) at the last size) decides what is skipped."""
+    """Every setting on one case (``ours``: only these of ours); ``prev`` (setting -> (seconds, n) at the last
+    size) decides what is skipped."""
     x, y = clouds(n, d)
     blur = BLUR[d]
     eps = 2 * blur**2
@@ -311,7 +345,7 @@ def run_case(
     else:
         absent = peers["geomloss"][1]
         rows.append({"solver": "geomloss", "setting": "geomloss", "library": "geomloss", "absent": absent})
-    for name in OURS:
+    for name in ours if ours is not None else list(OURS) + (list(MULTISCALE) if d <= 3 else []):
         if not skip(name, name, "ott_fast"):
             rows.append(run_ours(name, x, y, eps, ref))
             if "seconds" in rows[-1]:
@@ -411,6 +445,9 @@ def main(argv: list[str] | None = None) -> int:
         "--max-reference-seconds", type=float, default=3600.0, help="skip a reference predicted slower than this"
     )
     p.add_argument("--no-geomloss", action="store_true", help="skip GeomLoss even where it is installed")
+    p.add_argument(
+        "--settings", choices=("all", "multiscale"), default="all", help="ours: every setting, or the multiscale ones"
+    )
     args = p.parse_args(argv)
     t0 = time.time()
     cases = QUICK_CASES if args.quick else FULL_CASES
@@ -431,7 +468,8 @@ def main(argv: list[str] | None = None) -> int:
     with progress_bar(total=len(cases), desc="divergence", unit="case", progress=args.progress) as bar:
         for n, d in cases:
             last = prev.setdefault(str(d), {})  # per dimension: times at the previous size
-            results.append(run_case(n, d, peers, last, args.max_seconds, args.max_reference_seconds))
+            ours = list(MULTISCALE) if args.settings == "multiscale" else None
+            results.append(run_case(n, d, peers, last, args.max_seconds, args.max_reference_seconds, ours))
             print_case(results[-1])
             bar.update()
     meta = cli.run_meta(
@@ -442,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         torch_threads=_torch_threads(),
         repeats=REPEATS,
         max_seconds=args.max_seconds,
+        settings=args.settings,
     )
     path = cli.write_record(args.out, "divergence.json", {"meta": meta, "cases": results})
     paths = plot(results, args.out)

@@ -211,7 +211,7 @@ def _frozen(x: Array, envelope: Array) -> Array:
 # --------------------------------------------------------------------------------------------- updates
 
 
-def _block_update(f: Array, log_s: Array, eps: Array, tau: Array, omega: Array, accelerate: bool) -> Array:
+def block_update(f: Array, log_s: Array, eps: Array, tau: Array, omega: Array, accelerate: bool) -> Array:
     """One half-step: the exact block maximiser ``tau (f - eps log_s)``, over-relaxed by ``omega`` per row
     wherever that still gains at least a fixed fraction of the exact step's dual gain."""
     f_star = tau * (f - eps * log_s)
@@ -316,9 +316,9 @@ def _iteration(geom: Kernel, la: Array, lb: Array, num: _Numerics, static: _Stat
     eps, eps_next = _eps_at(s.it + 1, eps_t, num), _eps_at(s.it + 2, eps_t, num)
     omega = jnp.where(eps > eps_t, 1.0, s.omega).astype(eps.dtype)  # plain steps while epsilon decays
     inv = 1.0 / eps
-    f = _block_update(s.f, s.log_r, eps, num.tau_a, omega, static.accelerate)
+    f = block_update(s.f, s.log_r, eps, num.tau_a, omega, static.accelerate)
     lc = geom.col_lse(f * inv + la, s.g * inv, inv)
-    g = _block_update(s.g, lc, eps, num.tau_b, omega, static.accelerate)
+    g = block_update(s.g, lc, eps, num.tau_b, omega, static.accelerate)
     log_c = lc + (g - s.g) * inv  # column sums at the new g, in closed form
     inv_n = 1.0 / eps_next
     log_r = geom.row_lse(f * inv_n, g * inv_n + lb, inv_n)
@@ -463,9 +463,7 @@ def _adapt_relaxation(
     block looks slow fires on the transient of every first relaxed block). An error grown 100x over the
     best seen sends it back to plain steps, which measure the rate afresh.
     """
-    mu2 = jnp.clip(ratio, 0.0, 1.0) ** (1.0 / static.check_every)
-    best = 2.0 / (1.0 + jnp.sqrt(1.0 - mu2))
-    best = jnp.clip(best + 0.25 * (2.0 - best), 1.0, num.omega_max)
+    best = driver.sor_factor(jnp.clip(ratio, 0.0, 1.0) ** (1.0 / static.check_every), num.omega_max)
     plain = (omega == 1) & at_target & (ratio > 0) & (ratio < 1)  # ratio is 0 after the first block
     omega = jnp.where(plain, best, omega)
     return jnp.where(diverging, 1.0, omega).astype(omega.dtype)
