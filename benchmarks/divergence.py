@@ -336,7 +336,9 @@ def run_case(
 
     if peers["geomloss"][0]:
         for backend in geomloss_backends(n, d, peers["keops"][0]):
-            for s in SCALINGS:
+            if peers.get("backends") and backend not in peers["backends"]:
+                continue
+            for s in peers.get("scalings") or SCALINGS:
                 setting = f"geomloss {backend} scaling {s}"
                 if not skip(setting, setting, "geomloss"):
                     rows.append(run_geomloss(x, y, blur, s, backend, ref))
@@ -448,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--settings", choices=("all", "multiscale"), default="all", help="ours: every setting, or the multiscale ones"
     )
+    p.add_argument("--scalings", default=None, help="comma-separated GeomLoss scalings (default 0.5,0.7,0.9)")
+    p.add_argument("--backends", default=None, help="comma-separated GeomLoss backends (default: all that apply)")
     args = p.parse_args(argv)
     t0 = time.time()
     cases = QUICK_CASES if args.quick else FULL_CASES
@@ -459,7 +463,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--dims: no blur for d in {unknown}; choose from {sorted(BLUR)}")
     gl = (False, "skipped (--no-geomloss)") if args.no_geomloss else geomloss_available()
     keops = keops_works() if gl[0] else (False, "not tried (no GeomLoss)")
-    peers = {"geomloss": gl, "keops": keops}
+    peers = {
+        "geomloss": gl,
+        "keops": keops,
+        "scalings": [float(v) for v in args.scalings.split(",")] if args.scalings else None,
+        "backends": args.backends.split(",") if args.backends else None,
+    }
     print(f"GeomLoss: {gl[1]}; KeOps: {keops[1]}")
     if gl[0] and not keops[0]:
         print(f"GeomLoss runs its tensorized backend only (n <= {TENSORIZED_UP_TO}): no online or multiscale.")
@@ -481,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
         repeats=REPEATS,
         max_seconds=args.max_seconds,
         settings=args.settings,
+        scalings=args.scalings or ",".join(map(str, SCALINGS)),
+        backends=args.backends or "all",
     )
     path = cli.write_record(args.out, "divergence.json", {"meta": meta, "cases": results})
     paths = plot(results, args.out)

@@ -89,6 +89,8 @@ def sinkhorn_divergence(
     **Memory.** ``chunk_size`` makes all three solves online (``O((n + m) d)`` memory, gradients too); each
     solve resolves ``"auto"`` (or ``None`` past the dense limit) for its own shape, so ``x``-``x`` chunks are
     sized for ``n x n`` and ``y``-``y`` chunks for ``m x m``.
+    For tens of thousands of points in ``d <= 3``, :func:`~ott_fast.multiscale_divergence` reads only the
+    blocks of neighbouring clusters instead.
 
     The three solves and the combination are compiled together once per problem structure, so an eager
     call costs about what a jitted one does.
