@@ -21,7 +21,7 @@ every step, at a small blur. Each case draws ``x ~ N(0, I_d)`` and ``y ~ 0.8 N(0
   (``EpsilonSchedule(init=None, decay=0.8)``) at ``tol`` 1e-2 and 1e-3; annealed + Anderson at ``tol`` 1e-3
   and 1e-2, and annealed faster (decay 0.6) + Anderson at ``tol=3e-2``: the cheap end of the error-time curve.
   Online (``chunk_size="auto"``) from ``n = 20000``. In ``d <= 3`` also :func:`ott_fast.multiscale_divergence`
-  (k-d tree leaves of at most 128 points, 8 partners kept per leaf) at ``tol`` 1e-2, 3e-2 and 1e-1; from
+  (k-d tree leaves of at most 32 points, 16 partners kept per leaf) at ``tol`` 1e-2, 3e-2 and 1e-1; from
   ``n = 20000`` in ``d <= 3`` the reference is the multiscale solve itself at ``tol=1e-3`` with 16 partners per
   leaf (its truncation is checked against full solves at small ``n`` by the tests, not at this size).
 
