@@ -35,7 +35,7 @@ import numpy as np
 from ott_fast import _validation as val
 from ott_fast.entropic import driver
 from ott_fast.entropic.sinkhorn import block_update
-from ott_fast.geometry import sweep_exp
+from ott_fast.geometry import log_block, sweep_exp
 
 Array = jax.Array
 
@@ -363,9 +363,8 @@ def _scores(cx: _Cut, cy: _Cut, f: Array, g: Array, eps: Array, ki: int, kj: int
     x, y = cx.pts.reshape(-1, d)[:ki], cy.pts.reshape(-1, d)[:kj]
     a, b = cx.w.reshape(-1)[:ki], cy.w.reshape(-1)[:kj]
     c = jnp.sum((x[:, None] - y[None]) ** 2, axis=-1)
-    z = (f.reshape(-1)[:ki, None] + g.reshape(-1)[None, :kj] - c) / eps
     log = lambda w: jnp.where(w > 0, jnp.log(jnp.where(w > 0, w, 1.0)), -jnp.inf)  # noqa: E731
-    return z + log(a)[:, None] + log(b)[None]
+    return log_block(c, f.reshape(-1)[:ki] / eps + log(a), g.reshape(-1)[:kj] / eps + log(b), 1.0 / eps)
 
 
 def _moments(c: _Cut) -> Array:
