@@ -1,3 +1,4 @@
+import gc
 import json
 import os
 import subprocess
@@ -9,6 +10,20 @@ import pytest
 
 # The repository root, so tests can import the benchmark runners (benchmarks/ is not part of the package).
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Free every compiled program after each test module.
+
+    An XLA:CPU executable keeps a few memory mappings of JIT code alive for as long as JAX's caches hold it.
+    A pytest worker that runs half the suite would pass Linux's per-process limit on mappings
+    (``vm.max_map_count``, 65530 by default): LLVM then fails with "Cannot allocate memory", or the worker
+    crashes. A module's tests still share their compilations; the next module starts from empty caches.
+    """
+    yield
+    jax.clear_caches()
+    gc.collect()
 
 
 @pytest.fixture

@@ -16,12 +16,16 @@ EPS = 0.005  # the loss study's epsilon (blur 0.05 in GeomLoss's units)
 
 @functools.cache
 def _full(n: int, eps: float, shift: float = 0.0) -> tuple[float, np.ndarray]:
-    """The full (dense) divergence and its gradient in x, float64, tol 1e-6, annealed + Anderson."""
+    """The full (dense) divergence and its gradient in x, float64, tol 1e-4, annealed + Anderson.
+
+    tol 1e-4 moves the gradient by 1.7e-4 (relative) from tol 1e-6 at n = 2000, far inside the bounds checked
+    against it, in a sixth of the time.
+    """
     x, y = loss_clouds(n, shift=shift)
     with jax.enable_x64(True):
         fn = jax.value_and_grad(
             lambda x: otf.sinkhorn_divergence(
-                x, jnp.asarray(y), epsilon=eps, tol=1e-6, acceleration="anderson", max_iters=20000,
+                x, jnp.asarray(y), epsilon=eps, tol=1e-4, acceleration="anderson", max_iters=20000,
                 schedule=otf.EpsilonSchedule(decay=0.7),
             )
         )
