@@ -11,6 +11,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.stats import chisquare
 
 import ott_fast as otf
+from ott_fast.entropic import dual
 
 EPS = 0.5
 
@@ -169,6 +170,22 @@ def test_flow_matching_pairs_in_a_jitted_step():
     ref = ot.sinkhorn(np.full(32, 1 / 32), np.full(32, 1 / 32), c, 0.05 * c.mean(), method="sinkhorn_log")
     h = -(ref * np.log(ref)).sum()
     assert float(sk.entropy_ratio) == pytest.approx((h - np.log(32)) / np.log(32), abs=2e-2)
+
+
+def test_plan_cost_and_entropy_from_one_pass_equal_the_materialised_plans():
+    # float32, clouds far from the origin, a small epsilon, zero weights; dense and online: the entropy taken
+    # from the exponent the pass forms equals -sum q log q of the materialised plan (float64)
+    x, y, a, b = random_problem(40, 30, d=3, seed=5, dtype=np.float32)
+    x, y, a = x + 50.0, y + 50.0, np.where(np.arange(40) < 4, 0.0, a).astype(np.float32)
+    for chunk in (None, 8):
+        geom = otf.PointCloud(x, y, epsilon=0.01, relative_epsilon="mean", chunk_size=chunk)
+        out = otf.sinkhorn(geom, a=a / a.sum(), b=b, tol=1e-4)
+        p = np.asarray(out.matrix, np.float64)
+        q = p[p > 0] / p.sum()
+        cost, h = dual.plan_cost_and_entropy(out.f, out.g, out.geom, out.a, out.b)
+        assert bool(out.converged) and float(h) == pytest.approx(-(q * np.log(q)).sum(), rel=1e-5)
+        assert float(cost) == pytest.approx((p * sq_cost(x, y)).sum(), rel=1e-5)
+        assert float(otf.plan_entropy(out)) == pytest.approx(float(h), rel=1e-6)
 
 
 def test_bad_inputs_raise_eagerly_and_flag_under_jit():

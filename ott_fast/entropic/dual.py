@@ -132,10 +132,12 @@ def plan_scan(
     col_init: Any,
     rows: tuple[Array, ...] = (),
     pads: tuple[float, ...] = (),
+    log: bool = False,
 ) -> tuple[Any, Any]:
     """``body(acc, P_block[k, m], block, *row_blocks)`` over the kernel's row blocks of the plan
     ``P = a_i b_j exp((f_i + g_j - C_ij) / eps)`` (``block``: the chunk's row data, whose costs are
-    ``kernel.cost_block(block)``)."""
+    ``kernel.cost_block(block)``). With ``log=True`` the body also gets the exponent the pass forms,
+    ``body(acc, P_block, log_P_block, block, *row_blocks)``: ``log P_ij`` wherever ``P_ij > 0``."""
     inv = 1.0 / kernel.epsilon
     la, fa = _split_weight(a)
     lb, fb = _split_weight(b)
@@ -148,7 +150,7 @@ def plan_scan(
         z = kernel.log_block(blk, u, v, inv)
         z = jnp.where((wa <= 0)[:, None] & col_absent[None, :], -jnp.inf, z)
         p = jnp.exp(z) * wa[:, None] * fb[None, :]
-        return body(acc, p, blk, *rb)
+        return body(acc, p, z, blk, *rb) if log else body(acc, p, blk, *rb)
 
     return kernel.scan(step, col_init, (f * inv + la, fa, *rows), (-jnp.inf, 0.0, *pads))
 
@@ -164,11 +166,33 @@ def plan_mass(f: Array, g: Array, geom: Any, a: Array, b: Array) -> Array:
     return jnp.sum(plan_scan(f, g, geom.kernel(), a, b, lambda acc, p, c: (acc, jnp.sum(p, axis=1)), None)[1])
 
 
+def _cost_rows(kern: Any, p: Array, blk: Array) -> Array:
+    """``[k]``: the rows of ``P * C`` summed, for one row block of the plan."""
+    return jnp.sum(p * kern.cost_block(blk), axis=1)
+
+
 def plan_cost(f: Array, g: Array, geom: Any, a: Array, b: Array) -> Array:
     """``<P, C>``, in chunks for online geometries."""
     kern = geom.kernel()
-    body = lambda acc, p, blk: (acc, jnp.sum(p * kern.cost_block(blk), axis=1))  # noqa: E731
+    body = lambda acc, p, blk: (acc, _cost_rows(kern, p, blk))  # noqa: E731
     return jnp.sum(plan_scan(f, g, kern, a, b, body, None)[1])  # one reduction after the loop, as plan_mass
+
+
+def plan_cost_and_entropy(f: Array, g: Array, geom: Any, a: Array, b: Array) -> tuple[Array, Array]:
+    """``(<P, C>, H(P / sum P))`` (the entropy in nats) from one pass over the plan.
+
+    ``log P_ij`` is the exponent the pass forms anyway, so the entropy costs no logarithm per entry and the
+    cost no second pass.
+    """
+    kern = geom.kernel()
+
+    def body(acc: None, p: Array, logp: Array, blk: Array) -> tuple[None, tuple[Array, Array, Array]]:
+        plogp = jnp.where(p > 0, p * logp, 0.0)
+        return acc, (jnp.sum(p, axis=1), _cost_rows(kern, p, blk), jnp.sum(plogp, axis=1))
+
+    mass, cost, plogp = plan_scan(f, g, kern, a, b, body, None, log=True)[1]
+    total = jnp.sum(mass)
+    return jnp.sum(cost), -(jnp.sum(plogp) / total) + jnp.log(total)
 
 
 def plan_apply(f: Array, g: Array, geom: Any, a: Array, b: Array, vec: Array, axis: int) -> Array:
