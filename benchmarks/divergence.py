@@ -4,9 +4,10 @@ The debiased Sinkhorn divergence is most often a training loss: its value and it
 every step, at a small blur. Each case draws ``x ~ N(0, I_d)`` and ``y ~ 0.8 N(0, I_d) + (1, 0, 0.5, 0, ...)``
 (``n = m`` points, float32), and computes value + gradient in ``x`` with:
 
-- **a reference**: ours in float64 with Anderson acceleration, ``tol=1e-9`` or 20,000 iterations per solve,
-  up to ``n = 5000``; from ``n = 20000`` ours in float32, online, ``tol=1e-4`` or 2,000 iterations (a float64
-  solve of that size takes hours on a CPU). At this epsilon the ``x``-``y`` solve converges sublinearly and
+- **a reference**: ours in float64 with Anderson acceleration, ``tol=1e-9`` or 20,000 iterations per solve
+  (``--reference-iters``: fewer, where 20,000 would take hours, as at ``n = 5000``), up to ``n = 5000``; from
+  ``n = 20000`` ours in float32, online, ``tol=1e-4`` or 2,000 iterations (a float64 solve of that size takes
+  hours on a CPU). At this epsilon the ``x``-``y`` solve converges sublinearly and
   stops at its budget (float64, n = 1000: an L1 marginal error of about 3e-6), so the reference's value is
   not masked by the divergence's status rule, and the marginal errors it reached are recorded. Its gradient
   is the envelope theorem's. Each row's error is relative: ``|v - v_ref| / |v_ref|`` and
@@ -163,13 +164,14 @@ REF_MULTISCALE = {"tol": 1e-3, "neighbours": 16, "max_iters": 5_000}  # float32,
 # (float32 L1 marginal errors floor near 5e-5 already at n = 2000: a tighter tol only burns the budget)
 
 
-def reference(x: np.ndarray, y: np.ndarray, eps: float) -> dict[str, Any]:
+def reference(x: np.ndarray, y: np.ndarray, eps: float, max_iters: int = REF_DENSE["max_iters"]) -> dict[str, Any]:
     """The value and gradient every row is scored against (see the module's docstring and
-    :func:`_reference_fn`): float64 up to ``ONLINE_FROM`` points; beyond, float32 online, or in ``d <= 3`` the
-    multiscale solve at ``tol=1e-3`` with 16 partners per leaf (an online solve there takes hours)."""
+    :func:`_reference_fn`): float64 up to ``ONLINE_FROM`` points (``max_iters`` per solve); beyond, float32
+    online, or in ``d <= 3`` the multiscale solve at ``tol=1e-3`` with 16 partners per leaf (an online solve
+    there takes hours)."""
     online = x.shape[0] >= ONLINE_FROM
     multiscale = online and x.shape[1] <= 3
-    options = REF_MULTISCALE if multiscale else REF_ONLINE if online else REF_DENSE
+    options = REF_MULTISCALE if multiscale else REF_ONLINE if online else dict(REF_DENSE, max_iters=max_iters)
     if multiscale:
         kind = f"ott_fast multiscale float32, tol {options['tol']:.0e}, {options['neighbours']} neighbours"
         fn = _multiscale_fn(eps, options)
@@ -308,9 +310,10 @@ def run_case(
     max_s: float,
     max_ref_s: float,
     ours: list[str] | None = None,
+    ref_iters: int = REF_DENSE["max_iters"],
 ) -> dict[str, Any]:
     """Every setting on one case (``ours``: only these of ours); ``prev`` (setting -> (seconds, n) at the last
-    size) decides what is skipped."""
+    size) decides what is skipped; ``ref_iters``: the float64 reference's budget per solve."""
     x, y = clouds(n, d)
     blur = BLUR[d]
     eps = 2 * blur**2
@@ -321,7 +324,7 @@ def run_case(
         ref = None
         ref_note = f"skipped (predicted {guess:.0f} s > --max-reference-seconds {max_ref_s:g})"
     else:
-        ref = reference(x, y, eps)
+        ref = reference(x, y, eps, ref_iters)
         prev[ref_key] = (ref["seconds_with_compilation"], n)
         ref_note = "" if ref["converged"] else "(stopped at its iteration budget; the marginal errors it reached)"
 
@@ -446,6 +449,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--max-reference-seconds", type=float, default=3600.0, help="skip a reference predicted slower than this"
     )
+    p.add_argument(
+        "--reference-iters",
+        type=int,
+        default=REF_DENSE["max_iters"],
+        help="iterations per solve of the float64 reference (below n = 20000; fewer make n = 5000 affordable, and "
+        "the table states the marginal errors it reached)",
+    )
     p.add_argument("--no-geomloss", action="store_true", help="skip GeomLoss even where it is installed")
     p.add_argument(
         "--settings", choices=("all", "multiscale"), default="all", help="ours: every setting, or the multiscale ones"
@@ -478,7 +488,9 @@ def main(argv: list[str] | None = None) -> int:
         for n, d in cases:
             last = prev.setdefault(str(d), {})  # per dimension: times at the previous size
             ours = list(MULTISCALE) if args.settings == "multiscale" else None
-            results.append(run_case(n, d, peers, last, args.max_seconds, args.max_reference_seconds, ours))
+            results.append(
+                run_case(n, d, peers, last, args.max_seconds, args.max_reference_seconds, ours, args.reference_iters)
+            )
             print_case(results[-1])
             bar.update()
     meta = cli.run_meta(
@@ -492,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
         settings=args.settings,
         scalings=args.scalings or ",".join(map(str, SCALINGS)),
         backends=args.backends or "all",
+        reference_iters=args.reference_iters,
     )
     path = cli.write_record(args.out, "divergence.json", {"meta": meta, "cases": results})
     paths = plot(results, args.out)
