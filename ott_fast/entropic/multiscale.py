@@ -124,12 +124,12 @@ def kd_leaves(z: Array, w: Array, levels: int) -> tuple[Array, Array]:
         g = group[order]
         count = jax.ops.segment_sum(jnp.ones(n, jnp.int32), group, num_segments=ng + 1)
         rank = jnp.arange(n, dtype=jnp.int32) - (jnp.cumsum(count) - count)[g]
-        if level == levels:
-            return jnp.zeros(n, jnp.int32).at[order].set(g), jnp.zeros(n, jnp.int32).at[order].set(rank)
-        half = (count[g] + 1) // 2
-        child = jnp.where(g < ng, 2 * g + (rank >= half), 2 * ng).astype(jnp.int32)
-        group = jnp.zeros(n, jnp.int32).at[order].set(child)
-    raise AssertionError  # unreachable: the last level returns
+        if level < levels:
+            half = (count[g] + 1) // 2
+            child = jnp.where(g < ng, 2 * g + (rank >= half), 2 * ng).astype(jnp.int32)
+            group = jnp.zeros(n, jnp.int32).at[order].set(child)
+    # the last level's sort: each point's leaf and its rank inside it
+    return jnp.zeros(n, jnp.int32).at[order].set(g), jnp.zeros(n, jnp.int32).at[order].set(rank)
 
 
 def _tree_cut(z: Array, w: Array, size: int) -> tuple[_Cut, Array, Array]:
