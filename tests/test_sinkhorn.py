@@ -8,7 +8,7 @@ import pytest
 from conftest import random_problem, sq_cost
 
 import ott_fast as otf
-from ott_fast.entropic import driver
+from ott_fast.entropic import driver, dual
 
 
 @pytest.mark.parametrize("acceleration", ["none", "adaptive"])
@@ -264,3 +264,46 @@ def test_adaptive_relaxation_never_diverges_and_helps():
         assert bool(plain.converged) and bool(fast.converged), (d, rel)
         assert int(fast.n_iters) <= int(plain.n_iters) + 5, (d, rel, int(fast.n_iters), int(plain.n_iters))
         assert abs(float(fast.reg_ot_cost) / float(plain.reg_ot_cost) - 1) < 1e-3
+
+
+def test_vmap_of_gradients_with_zero_and_nonzero_potential_cotangents_equals_loop(x64):
+    # The backward pass skips the implicit solve when the potentials' cotangents are zero (a value at
+    # frozen potentials, as reg_ot_cost); under vmap that choice is per member.
+    probs = [random_problem(n=12, m=9, seed=s) for s in range(3)]
+    xs, ys, as_, bs = (np.stack(z) for z in zip(*probs))
+
+    def loss(x, y, a, b, w):
+        out = otf.sinkhorn(otf.PointCloud(x, y, epsilon=0.1), a, b, tol=1e-11, batching="parallel")
+        return out.reg_ot_cost + w * (jnp.var(out.f) + out.f[0] + out.g[1])
+
+    ws = jnp.array([0.0, 1.0, 0.0])
+    batched = jax.vmap(jax.grad(loss))(xs, ys, as_, bs, ws)
+    for i in range(3):
+        expected = jax.grad(loss)(xs[i], ys[i], as_[i], bs[i], ws[i])
+        np.testing.assert_allclose(batched[i], expected, rtol=1e-9, atol=1e-12)
+    # With w = 0 the gradient is the envelope theorem's alone: that of the dual at the frozen potentials.
+    out = otf.sinkhorn(otf.PointCloud(xs[0], ys[0], epsilon=0.1), as_[0], bs[0], tol=1e-11)
+    frozen = lambda x: dual.dual_objective(out.f, out.g, otf.PointCloud(x, ys[0], epsilon=0.1), as_[0], bs[0], 1.0, 1.0)  # noqa: E731
+    np.testing.assert_allclose(batched[0], jax.grad(frozen)(jnp.asarray(xs[0])), rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("shift", [0.0, 30.0, -30.0, 300.0, -300.0])
+def test_final_check_by_one_pass_sums_equals_the_shifted_sums(shift):
+    # finalize checks the returned potentials with one-pass (unshifted) sums: the same error as the exact,
+    # max-shifted sums where it is small, and as large where the potentials are far off (overflow, underflow).
+    x, y, a, b = random_problem(n=30, m=20, seed=4)
+    x, y, a, b = (jnp.asarray(v, jnp.float32) for v in (x, y, a, b))
+    out = otf.sinkhorn(otf.PointCloud(x, y, epsilon=0.05), a, b, tol=1e-4)
+    kern = out.geom.kernel()
+    f = out.f + shift * jnp.linspace(0.0, 1.0, 30) * 0.05  # far from the optimum once shift is large
+    one = driver.finalize(f, out.g, kern, a, b, 1.0, 1.0, 1e-3, jnp.array(True), jnp.array(True))
+    log_r, log_c = dual.exact_sums(f, out.g, kern, a, b)
+    exact = dual.marginal_error(f, out.g, log_r, log_c, a, b, kern.epsilon, 1.0, 1.0)
+    if shift == 0.0:
+        assert bool(one.converged)
+        np.testing.assert_allclose(float(one.error), float(exact), rtol=1e-3, atol=1e-7)
+    else:
+        assert not bool(one.converged)
+        assert float(exact) > 1e-3
+        if bool(jnp.isfinite(one.error)):
+            assert float(one.error) >= min(float(exact), 1.0) * 0.99

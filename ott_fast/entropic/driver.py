@@ -478,8 +478,18 @@ def make_solve(
     def bwd(static: Any, res: tuple, cts: tuple) -> tuple:
         f, g, geom, a, b, num, g0 = res
         tau_a, tau_b = taus(num)
-        grads = dual.implicit_vjp(f, g, geom, a, b, tau_a, tau_b, cts[0], cts[1], cg_maxiter(static))
-        g_geom, g_a, g_b, g_ta, g_tb = grads
+
+        def solve(_: None) -> tuple:
+            return dual.implicit_vjp(f, g, geom, a, b, tau_a, tau_b, cts[0], cts[1], cg_maxiter(static))
+
+        def zeros(_: None) -> tuple:
+            return jax.tree_util.tree_map(jnp.zeros_like, (geom, a, b, tau_a, tau_b))
+
+        # A value taken at frozen potentials (reg_ot_cost, the divergence: the envelope theorem) sends zero
+        # cotangents here; they need no linear solve and no pass over the plan. (Under vmap, where cond
+        # becomes select, both branches run: no slower than the solve alone.)
+        needed = jnp.any(cts[0] != 0) | jnp.any(cts[1] != 0)
+        g_geom, g_a, g_b, g_ta, g_tb = jax.lax.cond(needed, solve, zeros, None)
         # The start is g[m], or f[n] with init=(f, None): its cotangent is zero (the optimum does not depend on it).
         return g_geom, g_a, g_b, jnp.zeros_like(g0), num_cotangent(num, g_ta, g_tb)
 
