@@ -147,10 +147,12 @@ def finalize(
 ) -> Finalized:
     """Checks a solver's final potentials against what the output will return.
 
-    The error is recomputed with exact (max-shifted) sums at ``(f, g)`` through ``kernel``, the kernel the
-    output's plan and costs are computed from. ``converged`` holds only if it is ``<= tol`` (and
-    ``tol > 0``: ``tol=0`` asks for a fixed budget). Invalid input or non-finite values give NaN potentials,
-    so every cost derived from them is NaN too, never a plausible number.
+    The error is recomputed at ``(f, g)`` through ``kernel``, the kernel the output's plan and costs are
+    computed from, with one-pass sums (:func:`~ott_fast.entropic.dual.exact_sums` with ``shifted=False``:
+    exact wherever the error is small, and as large as the exact error wherever it is not). ``converged``
+    holds only if it is ``<= tol`` (and ``tol > 0``: ``tol=0`` asks for a fixed budget). Invalid input or
+    non-finite values give NaN potentials, so every cost derived from them is NaN too, never a plausible
+    number.
 
     Args:
         f, g: ``[n]``, ``[m]`` final potentials.  kernel: the geometry's kernel.  a, b: the weights.
@@ -164,7 +166,7 @@ def finalize(
         >>> bool(out.converged), float(out.error)
         (True, 0.0)
     """
-    log_r, log_c = dual.exact_sums(f, g, kernel, a, b)
+    log_r, log_c = dual.exact_sums(f, g, kernel, a, b, shifted=False)
     err = jax.lax.stop_gradient(dual.marginal_error(f, g, log_r, log_c, a, b, kernel.epsilon, tau_a, tau_b))
     finite = jnp.isfinite(err) & jnp.all(jnp.isfinite(f)) & jnp.all(jnp.isfinite(g))
     ok = valid & finite

@@ -110,13 +110,19 @@ def marginal_error(
     return jnp.sum(jnp.abs(row)) + jnp.sum(jnp.abs(col))
 
 
-def exact_sums(f: Array, g: Array, kernel: Any, a: Array, b: Array) -> tuple[Array, Array]:
-    """Exact (max-shifted) ``(log_r[n], log_c[m])`` at ``(f, g)``, weights excluded as in :func:`marginal_error`:
-    the sums the returned plan has, whatever state a solver's one-pass sweeps carried."""
+def exact_sums(f: Array, g: Array, kernel: Any, a: Array, b: Array, *, shifted: bool = True) -> tuple[Array, Array]:
+    """``(log_r[n], log_c[m])`` at ``(f, g)``, weights excluded as in :func:`marginal_error`: the sums the
+    returned plan has, whatever state a solver's sweeps carried.
+
+    ``shifted=True`` takes them max-shifted (two passes each): exact far from any optimum too.
+    ``shifted=False`` takes one pass each, clamped to the dtype's range (``Kernel.row_lse``):
+    equal to the shifted sums wherever a plan's marginal is within the dtype's range, and wherever it is
+    not, the marginal error they give is as large as the exact one (overflow: ``inf`` or the largest
+    number; underflow: the row's whole mass is missing). That is all a convergence check needs, at half
+    the passes over the matrix."""
     inv = 1.0 / kernel.epsilon
-    log_r = kernel.row_lse_exact(f * inv, g * inv + safe_log(b), inv)
-    log_c = kernel.col_lse_exact(f * inv + safe_log(a), g * inv, inv)
-    return log_r, log_c
+    rows, cols = (kernel.row_lse_exact, kernel.col_lse_exact) if shifted else (kernel.row_lse, kernel.col_lse)
+    return rows(f * inv, g * inv + safe_log(b), inv), cols(f * inv + safe_log(a), g * inv, inv)
 
 
 # --------------------------------------------------------------------------- the plan and its quantities
