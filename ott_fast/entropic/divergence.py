@@ -154,13 +154,18 @@ def _divergence(
     inits = (None, None, None) if starts is None else tuple((None, g) for g in starts)
     geom_xy = geom_xy.with_weights(a, b)  # a relative epsilon under the weights: absent points count for nothing
     eps = geom_xy.epsilon
-    # Each self term resolves the chunk size for its own shape (n x n, m x m), not the x-y one.
-    geom_xx = PointCloud(geom_xy.x, geom_xy.x, cost=geom_xy.cost, epsilon=eps, chunk_size=chunk_size)
-    geom_yy = PointCloud(geom_xy.y, geom_xy.y, cost=geom_xy.cost, epsilon=eps, chunk_size=chunk_size)
     out_xy = sinkhorn(geom_xy, a, b, init=inits[0], **kw)
-    # The self terms are symmetric problems (f = g at the optimum): averaged updates, one sweep each.
+    # The self terms are symmetric problems (f = g at the optimum): averaged updates, one sweep each. Each
+    # resolves the chunk size for its own shape (n x n, m x m), not the x-y one. The three solves run one
+    # after the other (driver.after): side by side they contend for the cores.
     self_kw = {**kw, "symmetric": symmetric, "tau_b": kw.get("tau_a", 1.0)} if symmetric else kw
+    v_xy = out_xy.reg_ot_cost
+    x = driver.after(geom_xy.x, v_xy)
+    geom_xx = PointCloud(x, x, cost=geom_xy.cost, epsilon=eps, chunk_size=chunk_size)
     out_xx = sinkhorn(geom_xx, a, a, init=inits[1], **self_kw)
+    v_xx = out_xx.reg_ot_cost
+    y = driver.after(geom_xy.y, v_xx)
+    geom_yy = PointCloud(y, y, cost=geom_xy.cost, epsilon=eps, chunk_size=chunk_size)
     out_yy = sinkhorn(geom_yy, b, b, init=inits[2], **self_kw)
     outs = (out_xy, out_xx, out_yy)
     converged = out_xy.converged & out_xx.converged & out_yy.converged
@@ -170,7 +175,7 @@ def _divergence(
     if kw.get("throw", False):
         driver.throw_unless_converged("sinkhorn_divergence", status)
     mass_term = 0.5 * eps * (jnp.sum(a) - jnp.sum(b)) ** 2
-    value = out_xy.reg_ot_cost - 0.5 * (out_xx.reg_ot_cost + out_yy.reg_ot_cost) + mass_term
+    value = v_xy - 0.5 * (v_xx + out_yy.reg_ot_cost) + mass_term
     value = jnp.where(converged, value, jnp.nan)
     error = jnp.maximum(jnp.maximum(out_xy.error, out_xx.error), out_yy.error)
     return DivergenceOutput(value, converged, status, error, out_xy, out_xx, out_yy)
