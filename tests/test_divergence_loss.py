@@ -17,8 +17,8 @@ import ott_fast as otf
 EPS = 0.005  # GeomLoss's blur 0.05 on |x - y|^2 / 2, as in the guide
 
 
-# The two loss settings of the guide: (annealing decay, tol).
-SETTINGS = {"tol 1e-2": (0.8, 1e-2), "tol 3e-2": (0.6, 3e-2)}
+# The loss settings of the guide: (annealing decay, tol).
+SETTINGS = {"tol 1e-2": (0.8, 1e-2), "tol 3e-2": (0.6, 3e-2), "tol 1e-1": (0.4, 1e-1)}
 
 
 def _loss(decay, tol):
