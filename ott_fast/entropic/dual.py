@@ -187,16 +187,23 @@ def plan_cost(f: Array, g: Array, geom: Any, a: Array, b: Array) -> Array:
 def plan_cost_and_entropy(f: Array, g: Array, geom: Any, a: Array, b: Array) -> tuple[Array, Array]:
     """``(<P, C>, H(P / sum P))`` (the entropy in nats) from one pass over the plan.
 
-    ``log P_ij`` is the exponent the pass forms anyway, so the entropy costs no logarithm per entry and the
-    cost no second pass.
+    ``log P_ij = (f_i + g_j - C_ij) / eps + log a_i + log b_j`` is the exponent the pass forms anyway, so the
+    entropy costs no logarithm per entry, and the cost needs no cost block: ``P_ij C_ij = P_ij (f_i + eps
+    log a_i) + P_ij (g_j + eps log b_j) - eps P_ij log P_ij``, row sums of the plan against vectors. An online
+    chunk then needs no second matrix product for its costs, nor a buffer for them (n = m = 16384, d = 64,
+    automatic chunks: 118 MB for the compiled pass instead of 160 MB).
     """
     kern = geom.kernel()
+    eps = kern.epsilon
+    fa = f + eps * _split_weight(a)[0]  # log a where a > 0, 0 where a = 0 (no mass there)
+    gb = g + eps * _split_weight(b)[0]
 
-    def body(acc: None, p: Array, logp: Array, blk: Array) -> tuple[None, tuple[Array, Array, Array]]:
-        plogp = jnp.where(p > 0, p * logp, 0.0)
-        return acc, (jnp.sum(p, axis=1), _cost_rows(kern, p, blk), jnp.sum(plogp, axis=1))
+    def body(acc: None, p: Array, logp: Array, blk: Array, fr: Array) -> tuple[None, tuple[Array, Array, Array]]:
+        mass = jnp.sum(p, axis=1)
+        plogp = jnp.sum(jnp.where(p > 0, p * logp, 0.0), axis=1)
+        return acc, (mass, fr * mass + jnp.sum(p * gb[None, :], axis=1) - eps * plogp, plogp)
 
-    mass, cost, plogp = plan_scan(f, g, kern, a, b, body, None, log=True)[1]
+    mass, cost, plogp = plan_scan(f, g, kern, a, b, body, None, (fa,), (0.0,), log=True)[1]
     total = jnp.sum(mass)
     return jnp.sum(cost), -(jnp.sum(plogp) / total) + jnp.log(total)
 
