@@ -172,15 +172,10 @@ def plan_mass(f: Array, g: Array, geom: Any, a: Array, b: Array) -> Array:
     return jnp.sum(plan_scan(f, g, geom.kernel(), a, b, lambda acc, p, c: (acc, jnp.sum(p, axis=1)), None)[1])
 
 
-def _cost_rows(kern: Any, p: Array, blk: Array) -> Array:
-    """``[k]``: the rows of ``P * C`` summed, for one row block of the plan."""
-    return jnp.sum(p * kern.cost_block(blk), axis=1)
-
-
 def plan_cost(f: Array, g: Array, geom: Any, a: Array, b: Array) -> Array:
     """``<P, C>``, in chunks for online geometries."""
     kern = geom.kernel()
-    body = lambda acc, p, blk: (acc, _cost_rows(kern, p, blk))  # noqa: E731
+    body = lambda acc, p, blk: (acc, jnp.sum(p * kern.cost_block(blk), axis=1))  # noqa: E731
     return jnp.sum(plan_scan(f, g, kern, a, b, body, None)[1])  # one reduction after the loop, as plan_mass
 
 
