@@ -4,9 +4,9 @@ formulas their docstrings state.
 Each case is compiled, not run (``jax.jit(f).lower(...).compile().memory_analysis()``): the temporaries are
 what XLA allocates besides the inputs and outputs, the same on every CPU. The documented formulas:
 
-- dense (``Geometry``, ``DenseKernel``): up to ``4 n m`` entries when ``n m <= 2**20`` (``C^T`` and the
-  library fusion's operands); otherwise at most five row blocks of ``k m <= 2**20`` entries (the matrix is
-  read in place);
+- dense (``Geometry``, ``DenseKernel``): up to ``4 n m`` entries when ``n m <= 2**20`` (``C^T``, the
+  library fusion's operands and Sinkhorn's Gibbs kernel); otherwise at most five row blocks of
+  ``k m <= 2**20`` entries (the matrix is read in place);
 - online (``PointCloud(chunk_size="auto")``): one chunk of ``k`` rows, ``k = min(n, max(512, 2**23 // m))``
   rounded to 64, i.e. ``k m`` entries;
 - the divergence: the largest chunk of its three solves (``x``-``y``, ``x``-``x``, ``y``-``y``), each sized

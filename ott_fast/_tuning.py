@@ -28,6 +28,12 @@ class Tuning(NamedTuple):
             benchmarks`` (sinkhorn suite, dense problems up to n = 4000).
         dense_max_entries: ``PointCloud(chunk_size=None)`` goes online beyond this many cost entries (1 GiB of
             float32): a memory limit, not a speed one.
+        gibbs_max_entries: Sinkhorn's blocks at the target epsilon sweep a Gibbs kernel (one more ``[n, m]``
+            buffer, ``geometry.GibbsKernel``) for stored matrices up to this many entries (4 MB of float32,
+            one row block: the solve's temporaries stay within the dense formula of ``4 n m`` entries).
+            A product with it beat the ``exp`` sweeps 3x at 1000 x 1000. Set by memory, not speed (3x at
+            2000 x 2000 too, but XLA then kept two more matrix-sized buffers). Measured by ``python -m
+            benchmarks --suites sinkhorn``.
         online_chunk_entries: entries per chunk of an online geometry (``chunk_size="auto"``), large enough for
             the chunk's matrix product to run at BLAS speed. Set by ``python -m benchmarks.online``.
         online_min_rows: the fewest rows of an ``"auto"`` chunk (the scan's per-step overhead dominated below
@@ -45,6 +51,7 @@ class Tuning(NamedTuple):
 
     block_entries: int
     dense_max_entries: int
+    gibbs_max_entries: int
     online_chunk_entries: int
     online_min_rows: int
     sequential_min_entries: int
@@ -57,6 +64,7 @@ class Tuning(NamedTuple):
 CPU = Tuning(
     block_entries=1 << 20,
     dense_max_entries=1 << 28,
+    gibbs_max_entries=1 << 20,
     online_chunk_entries=1 << 23,
     online_min_rows=512,
     sequential_min_entries=1 << 16,

@@ -1,5 +1,7 @@
 """Sinkhorn against independent references: POT (entropic and exact solvers) and finite differences."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -307,3 +309,74 @@ def test_final_check_by_one_pass_sums_equals_the_shifted_sums(shift):
         assert float(exact) > 1e-3
         if bool(jnp.isfinite(one.error)):
             assert float(one.error) >= min(float(exact), 1.0) * 0.99
+
+
+def _gibbs_problem(n=300, m=260, dtype=np.float32):
+    """A problem whose solve sweeps the Gibbs kernel (``2**16 <= n m <= 2**20``), away from the origin, with
+    zero-weight points on both sides."""
+    x, y, a, b = random_problem(n, m, d=3, seed=3)
+    a[:7], b[-5:] = 0.0, 0.0
+    return (x + 10.0).astype(dtype), (y + 10.0).astype(dtype), (a / a.sum()).astype(dtype), (b / b.sum()).astype(dtype)
+
+
+def test_gibbs_kernel_sweeps_equal_the_exact_sweeps(x64):
+    x, y, a, b = _gibbs_problem(70, 50, np.float64)
+    geom = otf.PointCloud(x, y, epsilon=0.05)
+    out = otf.sinkhorn(geom, a, b, tol=1e-8)
+    base, inv = geom.kernel(), 1.0 / geom.epsilon
+    la, lb = dual.safe_log(jnp.asarray(a)), dual.safe_log(jnp.asarray(b))
+    log_r = base.row_lse_exact(out.f * inv, out.g * inv + lb, inv)
+    gk = otf.geometry.GibbsKernel(base, out.f * inv, out.g * inv, log_r, inv)
+    rng = np.random.default_rng(0)
+    for shift in (0.0, 3.0, 40.0):  # at the potentials K was built at, near them, far from them
+        f = out.f + shift * geom.epsilon * rng.normal(size=70)
+        g = out.g + shift * geom.epsilon * rng.normal(size=50)
+        for eps_scale in (1.0, 2.0):  # another epsilon: the exact sweep itself
+            inv_k = inv / eps_scale
+            np.testing.assert_allclose(
+                gk.row_lse(f * inv_k, g * inv_k + lb, inv_k), base.row_lse_exact(f * inv_k, g * inv_k + lb, inv_k),
+                rtol=1e-10, atol=1e-10,
+            )
+            np.testing.assert_allclose(
+                gk.col_lse(f * inv_k + la, g * inv_k, inv_k), base.col_lse_exact(f * inv_k + la, g * inv_k, inv_k),
+                rtol=1e-10, atol=1e-10,
+            )
+
+
+def test_gibbs_kernel_falls_back_where_its_sums_underflow():
+    # float32: potentials up to 200 epsilon apart underflow the kernel's sums; the sweep is then the exact one.
+    x, y, a, b = _gibbs_problem(70, 50)
+    geom = otf.PointCloud(x, y, epsilon=0.05)
+    base, inv = geom.kernel(), 1.0 / geom.epsilon
+    f, g = jnp.zeros(70), jnp.zeros(50)
+    gk = otf.geometry.GibbsKernel(base, f, g, base.row_lse_exact(f, g, inv), inv)
+    far = jnp.asarray(np.linspace(-200.0, 0.0, 50), jnp.float32)
+    assert not bool(gk._sums(far - gk.v0, rows=True)[1])  # the kernel's own sums would be wrong here
+    np.testing.assert_allclose(gk.row_lse(f, far, inv), base.row_lse(f, far, inv), rtol=1e-5)
+
+
+@pytest.mark.parametrize("acceleration", ["adaptive", "anderson"])
+def test_solves_on_the_gibbs_kernel_match_pot_and_the_exact_sweeps(acceleration):
+    # float32 at a small epsilon, 10 away from the origin, zero weights on both sides: the default solve
+    # sweeps the Gibbs kernel, batching="parallel" the stored matrix (a vmapped batch would select both).
+    x, y, a, b = _gibbs_problem()
+    geom = otf.PointCloud(x, y, epsilon=0.01, relative_epsilon="mean")
+    solve = lambda batching: otf.sinkhorn(geom, a, b, tol=1e-4, acceleration=acceleration, batching=batching)  # noqa: E731
+    dots = [str(jax.make_jaxpr(lambda bt=bt: solve(bt).f)()).count("dot_general") for bt in ("auto", "parallel")]
+    assert dots[0] > dots[1], dots  # the Gibbs kernel's products are there, and only there
+    gibbs, exact = solve("auto"), solve("parallel")
+    assert bool(gibbs.converged) and bool(exact.converged)
+    assert float(gibbs.error) <= 1e-4
+    np.testing.assert_allclose(gibbs.matrix, exact.matrix, atol=1e-3 * float(jnp.max(exact.matrix)))
+    ref = _pot_gibbs_reference(float(geom.epsilon))
+    np.testing.assert_allclose(float(gibbs.transport_cost), ref, rtol=1e-3)  # tol 1e-4 of marginals
+
+
+@functools.cache
+def _pot_gibbs_reference(eps: float) -> float:
+    """``<P, C>`` of POT's log-domain Sinkhorn (float64) on :func:`_gibbs_problem` without its absent points."""
+    x, y, a, b = _gibbs_problem()
+    keep_a, keep_b = a > 0, b > 0
+    c = sq_cost(x[keep_a], y[keep_b])
+    p = ot.bregman.sinkhorn_log(a[keep_a].astype(np.float64), b[keep_b].astype(np.float64), c, eps, stopThr=1e-8)
+    return float(np.sum(p * c))

@@ -17,9 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ott_fast import _validation as val
+from ott_fast._tuning import tuning
 from ott_fast.entropic import driver
 from ott_fast.entropic import dual as _dual
-from ott_fast.geometry import Geometry, Kernel, PointCloud, with_weights_jit
+from ott_fast.geometry import Geometry, GibbsKernel, Kernel, PointCloud, with_weights_jit
 
 Array = jax.Array
 Geom = Geometry | PointCloud
@@ -53,6 +54,7 @@ class _Static(NamedTuple):
     throw: bool = False
     anderson: int = 0  # Anderson memory; 0: off
     symmetric: bool = False  # a symmetric problem (C = C^T, a = b): averaged updates of f = g, one sweep each
+    gibbs: bool = False  # blocks at the target epsilon sweep a Gibbs kernel built at their start (_block)
 
 
 class _Numerics(NamedTuple):
@@ -427,12 +429,19 @@ def _anderson_weights(dr: Array, r: Array, count: Array) -> Array:
 def _block(geom: Kernel, a: Array, b: Array, num: _Numerics, static: _Static, s: SinkhornState) -> SinkhornState:
     """``check_every`` iterations, then the check: error, convergence, adaptive over-relaxation factor."""
     la, lb = _dual.safe_log(a), _dual.safe_log(b)
-    if static.anderson:
-        step = lambda _, st: _anderson_iteration(geom, a, b, la, lb, num, static, st)  # noqa: E731
-    else:
-        step = lambda _, st: _iteration(geom, la, lb, num, static, st)  # noqa: E731
-    s = jax.lax.fori_loop(0, static.check_every, step, s)
     eps_t = geom.epsilon
+
+    def iterations(kern: Any, st: SinkhornState) -> SinkhornState:
+        if static.anderson:
+            step = lambda _, x: _anderson_iteration(kern, a, b, la, lb, num, static, x)  # noqa: E731
+        else:
+            step = lambda _, x: _iteration(kern, la, lb, num, static, x)  # noqa: E731
+        return jax.lax.fori_loop(0, static.check_every, step, st)
+
+    if static.gibbs:  # see _uses_gibbs
+        s = _gibbs_block(geom, iterations, num, s)
+    else:
+        s = iterations(geom, s)
     err = jax.lax.stop_gradient(_marginal_error(s, a, b, eps_t, num))  # checks steer, they are not differentiated
     at_target = _eps_at(s.it, eps_t, num) <= eps_t
     converged = at_target & driver.loop_met(err, num.tol)
@@ -447,6 +456,20 @@ def _block(geom: Kernel, a: Array, b: Array, num: _Numerics, static: _Static, s:
     return s._replace(
         k=s.k + 1, omega=omega, err_prev=err, err_best=err_best, errors=errors, duals=duals, converged=converged
     )
+
+
+def _gibbs_block(geom: Kernel, iterations: Any, num: _Numerics, s: SinkhornState) -> SinkhornState:
+    """``iterations(kernel, s)`` on the Gibbs kernel at the block's starting potentials where the block runs at
+    the target epsilon; earlier blocks (epsilon still decaying) sweep ``geom``, and so does every sweep the
+    Gibbs kernel could get wrong (:class:`~ott_fast.geometry.GibbsKernel`)."""
+    eps_t = geom.epsilon
+    inv_t = 1.0 / eps_t
+
+    def on_gibbs(st: SinkhornState) -> SinkhornState:
+        return iterations(GibbsKernel(geom, st.f * inv_t, st.g * inv_t, st.log_r, inv_t), st)
+
+    at_target = _eps_at(s.it + 1, eps_t, num) <= eps_t
+    return jax.lax.cond(at_target, on_gibbs, lambda st: iterations(geom, st), s)
 
 
 def _adapt_relaxation(
@@ -727,6 +750,7 @@ def sinkhorn(
         bool(throw),
         anderson_memory if acceleration == "anderson" and not symmetric else 0,
         bool(symmetric),
+        _uses_gibbs(geom, batching, bool(implicit_diff)),
     )
     solve = _solve_implicit if implicit_diff else _solve_unrolled
     f, g, errors, n_iters, converged, duals, status, error = solve(static, geom, a, b, g0, num)
@@ -734,6 +758,18 @@ def sinkhorn(
     return SinkhornOutput(
         f, g, errors, n_iters, converged, geom, a, b, num.tau_a, num.tau_b, duals, status, error, envelope
     )
+
+
+def _uses_gibbs(geom: Geom, batching: str, implicit_diff: bool) -> bool:
+    """Whether the blocks at the target epsilon sweep a :class:`~ott_fast.geometry.GibbsKernel` built at each
+    block's start (one ``exp`` sweep per block, then matrix-vector products): for a stored matrix of at most
+    ``tuning().gibbs_max_entries`` entries (the kernel is one more buffer of its size) whose batches run one
+    member at a time (``driver.batched_mode``). A batch run in parallel would turn the kernel's fallback ``cond`` into a
+    select that runs both branches, and reverse mode through unrolled iterations never goes through it."""
+    n, m = geom.shape
+    dense = isinstance(geom, Geometry) or not geom.online
+    small = n * m <= tuning().gibbs_max_entries
+    return dense and small and driver.batched_mode(batching, (n, m), implicit_diff) == "sequential"
 
 
 def _check_symmetric(n: int, m: int, a: Array, b: Array, tau_a: Any, tau_b: Any) -> None:
