@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ott_fast import _validation as val
-from ott_fast.entropic.driver import describe, failed
+from ott_fast.entropic.driver import after, describe, failed
 from ott_fast.geometry import unstride
 
 Array = jax.Array
@@ -156,7 +156,10 @@ def all_rows_argmax(out: Any, key: Array | None, v: Array | None = None) -> tupl
     def body(acc: None, blk: Any, ids: Array) -> tuple[None, tuple[Array, Array]]:
         return acc, _pick(kern.log_block(blk, jnp.zeros(ids.shape, kern.dtype), v, inv), key, ids)
 
-    _, (cols, best) = kern.scan(body, None, (jnp.arange(n, dtype=jnp.int32),), (0,))
+    # The draws' noise depends on the key and the row ids alone: without an order, XLA generates it while
+    # the solve still runs, and the two contend for the cores (driver.after).
+    ids = after(jnp.arange(n, dtype=jnp.int32), jnp.sum(v[:1]))
+    _, (cols, best) = kern.scan(body, None, (ids,), (0,))
     return cols, best
 
 
