@@ -6,7 +6,7 @@ what XLA allocates besides the inputs and outputs, the same on every CPU. The do
 
 - dense (``Geometry``, ``DenseKernel``): up to ``4 n m`` entries when ``n m <= 2**20`` (``C^T``, the
   library fusion's operands and Sinkhorn's Gibbs kernel); otherwise at most five row blocks of
-  ``k m <= 2**20`` entries (the matrix is read in place);
+  ``k m <= 2**20`` entries (the matrix is read in place), plus the Gibbs kernel (``n m``) up to ``2**22``;
 - online (``PointCloud(chunk_size="auto")``): one chunk of ``k`` rows, ``k = min(n, max(512, 2**23 // m))``
   rounded to 64, i.e. ``k m`` entries;
 - the divergence: the largest chunk of its three solves (``x``-``y``, ``x``-``x``, ``y``-``y``), each sized
@@ -40,7 +40,7 @@ def chunk_rows(n: int, m: int) -> int:
 
 def dense(n: int, m: int) -> tuple[str, float, float]:
     temp = temp_bytes(lambda c: otf.sinkhorn(otf.Geometry(c, epsilon=0.05)).reg_ot_cost, (n, m))
-    formula = 4 * n * m if n * m <= 1 << 20 else 5 * (1 << 20)
+    formula = 4 * n * m if n * m <= 1 << 20 else 5 * (1 << 20) + (n * m if n * m <= 1 << 22 else 0)
     return f"dense {n} x {m}", 4 * n * m, temp, 4 * formula
 
 

@@ -29,11 +29,10 @@ class Tuning(NamedTuple):
         dense_max_entries: ``PointCloud(chunk_size=None)`` goes online beyond this many cost entries (1 GiB of
             float32): a memory limit, not a speed one.
         gibbs_max_entries: Sinkhorn's blocks at the target epsilon sweep a Gibbs kernel (one more ``[n, m]``
-            buffer, ``geometry.GibbsKernel``) for stored matrices up to this many entries (4 MB of float32,
-            one row block: the solve's temporaries stay within the dense formula of ``4 n m`` entries).
-            A product with it beat the ``exp`` sweeps 3x at 1000 x 1000. Set by memory, not speed (3x at
-            2000 x 2000 too, but XLA then kept two more matrix-sized buffers). Measured by ``python -m
-            benchmarks --suites sinkhorn``.
+            buffer, ``geometry.GibbsKernel``) for stored matrices up to this many entries (16 MB of float32).
+            A product with it beat the ``exp`` sweeps about 3x per iteration at 1000 x 1000 and 2000 x 2000
+            and 4x at 4000 x 4000. Set by memory, not speed: beyond it a solve keeps to five row blocks
+            (``DenseKernel``). Measured with the dense problems of ``python -m benchmarks --suites sinkhorn``.
         online_chunk_entries: entries per chunk of an online geometry (``chunk_size="auto"``), large enough for
             the chunk's matrix product to run at BLAS speed. Set by ``python -m benchmarks.online``.
         online_min_rows: the fewest rows of an ``"auto"`` chunk (the scan's per-step overhead dominated below
@@ -64,7 +63,7 @@ class Tuning(NamedTuple):
 CPU = Tuning(
     block_entries=1 << 20,
     dense_max_entries=1 << 28,
-    gibbs_max_entries=1 << 20,
+    gibbs_max_entries=1 << 22,
     online_chunk_entries=1 << 23,
     online_min_rows=512,
     sequential_min_entries=1 << 16,

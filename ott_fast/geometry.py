@@ -409,8 +409,9 @@ class DenseKernel(Kernel):
 
     Memory of a solve on a stored matrix (the compiled program's temporaries, ``memory_analysis()``): up to
     ``4 n m`` entries when ``n m <= 2**20`` (``C^T``, the library fusion's operands, and the Gibbs kernel a
-    Sinkhorn solve sweeps at its target epsilon, :class:`GibbsKernel`); otherwise at most
-    five row blocks (``k m <= 2**20`` entries each: 20 MB of float32, whatever the matrix's size) and
+    Sinkhorn solve sweeps at its target epsilon, :class:`GibbsKernel`); otherwise at most five row blocks
+    (``k m <= 2**20`` entries each: 20 MB of float32, whatever the matrix's size), plus that Gibbs kernel
+    (``n m`` entries) while ``n m <= tuning().gibbs_max_entries`` (``2**22`` on CPU), and
     ``O(n + m)`` vectors. ``python -m benchmarks.memory`` measures both against these formulas.
 
     Example:
@@ -579,7 +580,10 @@ class GibbsKernel:
         keep the sweeps exact, the row sums bound ``K``."""
         self.base, self.inv_eps = base, inv_eps
         self.u0, self.v0 = u0 - log_r0, v0
-        self.k = sweep_exp(log_block(base.cost_matrix, self.u0, v0, inv_eps))
+        # inv_eps read through the potentials: C / eps alone is invariant in a solver's loop, and XLA would
+        # hoist it out as a second matrix-sized buffer.
+        late = inv_eps + 0 * jax.lax.stop_gradient(jnp.where(jnp.isfinite(u0[0]), u0[0], 0))
+        self.k = sweep_exp(log_block(base.cost_matrix, self.u0, v0, late))
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -228,6 +228,14 @@ def test_dense_solve_needs_no_second_matrix(shape):
     assert temp <= 1.25 * (5 * _BLOCK + 64 * (n + m)), (temp / 2**20, n * m * 4 / 2**20)
 
 
+def test_a_gibbs_kernel_solve_holds_one_matrix_more():
+    # Between 2**20 and 2**22 entries, Sinkhorn's blocks at the target epsilon sweep the Gibbs kernel: one
+    # more [n, m] buffer, and no other (C / eps, invariant in the loop, was hoisted beside it: 34 MB here).
+    n = m = 2000
+    temp = _temp_bytes(lambda c: otf.sinkhorn(otf.Geometry(c, epsilon=0.05)).reg_ot_cost, (n, m))
+    assert 4 * n * m <= temp < 2 * 4 * n * m, temp / 2**20
+
+
 def test_online_and_divergence_memory_is_one_chunk():
     # Documented: an online solve holds one chunk of its rows (about 2**23 entries, at least 512 rows). The
     # divergence with n != m holds the largest of its three solves' chunks (before: 1281 MB at 20000 x 500).
