@@ -750,7 +750,7 @@ def sinkhorn(
         bool(throw),
         anderson_memory if acceleration == "anderson" and not symmetric else 0,
         bool(symmetric),
-        _uses_gibbs(geom, batching, bool(implicit_diff)),
+        _uses_gibbs(geom, batching, bool(implicit_diff), check_every),
     )
     solve = _solve_implicit if implicit_diff else _solve_unrolled
     f, g, errors, n_iters, converged, duals, status, error = solve(static, geom, a, b, g0, num)
@@ -760,16 +760,20 @@ def sinkhorn(
     )
 
 
-def _uses_gibbs(geom: Geom, batching: str, implicit_diff: bool) -> bool:
+def _uses_gibbs(geom: Geom, batching: str, implicit_diff: bool, check_every: int) -> bool:
     """Whether the blocks at the target epsilon sweep a :class:`~ott_fast.geometry.GibbsKernel` built at each
     block's start (one ``exp`` sweep per block, then matrix-vector products): for a stored matrix of at most
-    ``tuning().gibbs_max_entries`` entries (the kernel is one more buffer of its size) whose batches run one
-    member at a time (``driver.batched_mode``). A batch run in parallel would turn the kernel's fallback ``cond`` into a
-    select that runs both branches, and reverse mode through unrolled iterations never goes through it."""
+    ``tuning().gibbs_max_entries`` entries (the kernel is one more buffer of its size), blocks of at least
+    ``tuning().gibbs_min_block`` iterations (a shorter block hardly repays the build), and batches that run
+    one member at a time (``driver.batched_mode``). A batch run in parallel would turn the kernel's fallback
+    ``cond`` into a select that runs both branches, and reverse mode through unrolled iterations never goes
+    through it."""
     n, m = geom.shape
+    t = tuning()
     dense = isinstance(geom, Geometry) or not geom.online
-    small = n * m <= tuning().gibbs_max_entries
-    return dense and small and driver.batched_mode(batching, (n, m), implicit_diff) == "sequential"
+    small = n * m <= t.gibbs_max_entries
+    long_blocks = check_every >= t.gibbs_min_block
+    return dense and small and long_blocks and driver.batched_mode(batching, (n, m), implicit_diff) == "sequential"
 
 
 def _check_symmetric(n: int, m: int, a: Array, b: Array, tau_a: Any, tau_b: Any) -> None:
