@@ -584,8 +584,10 @@ class GibbsKernel:
         # loop (XLA hoists it), and K reuses it; forming K from C itself had XLA keep C and C^T as well (3 ms
         # more at 1024 x 1024). A larger matrix's sweeps form C / eps block by block, so K reads epsilon
         # through the potentials there: otherwise XLA hoists C / eps as a second matrix-sized buffer.
-        late = inv_eps + 0 * jax.lax.stop_gradient(jnp.where(jnp.isfinite(u0[0]), u0[0], 0))
-        self.k = sweep_exp(log_block(base.cost_matrix, self.u0, v0, inv_eps if base.cost_t is not None else late))
+        if base.cost_t is None:
+            top = jax.lax.stop_gradient(jnp.max(u0))  # a reduction, not an element: u0 may be sharded
+            inv_eps = inv_eps + 0 * jnp.where(jnp.isfinite(top), top, 0)
+        self.k = sweep_exp(log_block(base.cost_matrix, self.u0, v0, inv_eps))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -601,7 +603,13 @@ class GibbsKernel:
         top = jnp.max(d)
         top = jnp.where(jnp.isfinite(top), top, 0.0)
         e = jnp.exp(d - top)
-        s = jnp.matmul(self.k, e, precision=HIGHEST) if rows else jnp.matmul(e, self.k, precision=HIGHEST)
+        if rows:
+            s = jnp.matmul(self.k, e, precision=HIGHEST)
+        else:  # per row group (one per device of a row-sharded K, else 1), summed after: see _group_reduce
+            n, m = self.k.shape
+            g = _groups(n, e)
+            s = jnp.einsum("gk,gkm->gm", e.reshape(g, n // g), self.k.reshape(g, n // g, m), precision=HIGHEST)
+            s = jnp.sum(s, axis=0)
         floor = math.sqrt(np.finfo(self.k.dtype).tiny)
         ok = jnp.all(s >= floor) & jnp.all(jnp.isfinite(s))
         return jnp.log(s) + top, ok

@@ -773,7 +773,8 @@ def _uses_gibbs(geom: Geom, batching: str, implicit_diff: bool, check_every: int
     dense = isinstance(geom, Geometry) or not geom.online
     small = n * m <= t.gibbs_max_entries
     long_blocks = check_every >= t.gibbs_min_block
-    return dense and small and long_blocks and driver.batched_mode(batching, (n, m), implicit_diff) == "sequential"
+    sequential = driver.batched_mode(batching, (n, m), implicit_diff) == "sequential"
+    return dense and small and long_blocks and sequential
 
 
 def _check_symmetric(n: int, m: int, a: Array, b: Array, tau_a: Any, tau_b: Any) -> None:
