@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ott_fast import _validation as val
+from ott_fast._order import after
 from ott_fast._tuning import tuning
 from ott_fast.costs import HIGHEST, Cost, SqEuclidean, as_cost
 
@@ -585,8 +586,7 @@ class GibbsKernel:
         # more at 1024 x 1024). A larger matrix's sweeps form C / eps block by block, so K reads epsilon
         # through the potentials there: otherwise XLA hoists C / eps as a second matrix-sized buffer.
         if base.cost_t is None:
-            top = jax.lax.stop_gradient(jnp.max(u0))  # a reduction, not an element: u0 may be sharded
-            inv_eps = inv_eps + 0 * jnp.where(jnp.isfinite(top), top, 0)
+            inv_eps = after(inv_eps, jnp.max(u0))  # a reduction, not an element: u0 may be sharded
         self.k = sweep_exp(log_block(base.cost_matrix, self.u0, v0, inv_eps))
 
     @property

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ott_fast import _validation as val
+from ott_fast._order import after  # noqa: F401  (driver.after: the solvers' name for it)
 from ott_fast._tuning import tuning
 from ott_fast.entropic import dual
 from ott_fast.geometry import strided_chunks, unstride, useful_divisor
@@ -182,27 +183,6 @@ def finalize(
     ).astype(jnp.int32)
     nan_f, nan_g = jnp.full_like(f, jnp.nan), jnp.full_like(g, jnp.nan)
     return Finalized(jnp.where(ok, f, nan_f), jnp.where(ok, g, nan_g), converged, status, jnp.where(ok, err, jnp.nan))
-
-
-def after(value: Any, done: Array) -> Any:
-    """``value`` (a pytree of arrays, unchanged), computed only once the scalar ``done`` is: for solves that
-    are independent but should run one after the other.
-
-    XLA:CPU runs independent parts of a program concurrently, and every sweep already splits its rows over
-    the cores, so independent solves side by side contend for the cores and their caches: the three solves
-    of a divergence (n = m = 1000, 2 cores) took about 1.5 times as long side by side as one after the other.
-    The runtime orders work by the buffers it reads, so the order is a data dependency (an optimisation
-    barrier's control dependency is not kept): ``value + 0 * done``, exactly ``value`` (``done`` is taken
-    as 0 where it is not finite, and no derivative flows along the order).
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> after(jnp.array([1.0, -2.0]), jnp.array(jnp.nan)).tolist()
-        [1.0, -2.0]
-    """
-    done = jax.lax.stop_gradient(done)
-    zero = 0 * jnp.where(jnp.isfinite(done), done, 0)
-    return jax.tree_util.tree_map(lambda v: v + zero.astype(v.dtype), value)
 
 
 # The codes of a failed solve (its potentials are NaN), as opposed to one that stopped short of tol.
