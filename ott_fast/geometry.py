@@ -560,8 +560,8 @@ class GibbsKernel:
     ``K`` that underflowed (below ``tiny``, at most ``max(n, m)`` of them per sum) change a sum by a relative
     ``max(n, m) sqrt(tiny)``, below rounding (``1e-13`` in float32 at ``10**6`` points).
 
-    Why: a product with a matrix that stays in cache runs several times faster than ``exp`` of every entry
-    (a ``1000 x 1000`` sweep pair: about 5x on CPU). Building ``K`` is one ``exp`` sweep, so a solver builds
+    Why: a matrix-vector product costs a multiply-add per entry where a sweep costs an ``exp``, and the
+    matrix stays in cache when it is small. Building ``K`` is one ``exp`` sweep, so a solver builds
     it where the potentials change little over the next sweeps (Sinkhorn's blocks at the target
     ``epsilon``); the potentials are then absorbed into a new ``K`` (Schmitzer's stabilised scaling
     iterations, with absorption at every rebuild). Memory: one ``[n, m]`` buffer beside the cost matrix.
@@ -582,9 +582,9 @@ class GibbsKernel:
         self.base, self.inv_eps = base, inv_eps
         self.u0, self.v0 = u0 - log_r0, v0
         # C / eps is invariant in a solver's loop. A one-block matrix's sweeps read it formed once before the
-        # loop (XLA hoists it), and K reuses it; forming K from C itself had XLA keep C and C^T as well (3 ms
-        # more at 1024 x 1024). A larger matrix's sweeps form C / eps block by block, so K reads epsilon
-        # through the potentials there: otherwise XLA hoists C / eps as a second matrix-sized buffer.
+        # loop (XLA hoists it), and K reuses it; forming K from C itself had XLA keep C and C^T once more. A
+        # larger matrix's sweeps form C / eps block by block, so K reads epsilon through the potentials there:
+        # otherwise XLA hoists C / eps as a second matrix-sized buffer.
         if base.cost_t is None:
             inv_eps = after(inv_eps, jnp.max(u0))  # a reduction, not an element: u0 may be sharded
         self.k = sweep_exp(log_block(base.cost_matrix, self.u0, v0, inv_eps))
@@ -615,18 +615,19 @@ class GibbsKernel:
         return jnp.log(s) + top, ok
 
     def row_lse(self, u: Array, v: Array, inv_eps: Array) -> Array:
-        d = jnp.where(v == -jnp.inf, -jnp.inf, v - self.v0)
-        lse, ok = self._sums(d, rows=True)
-        hi, lo = _clamps(self.k.dtype)
-        out = jnp.clip(u - self.u0 + lse, lo, hi)
+        out, ok = self._sweep(u - self.u0, v, self.v0, rows=True)
         return jax.lax.cond(ok & (inv_eps == self.inv_eps), lambda: out, lambda: self.base.row_lse(u, v, inv_eps))
 
     def col_lse(self, u: Array, v: Array, inv_eps: Array) -> Array:
-        d = jnp.where(u == -jnp.inf, -jnp.inf, u - self.u0)
-        lse, ok = self._sums(d, rows=False)
-        hi, lo = _clamps(self.k.dtype)
-        out = jnp.clip(v - self.v0 + lse, lo, hi)
+        out, ok = self._sweep(v - self.v0, u, self.u0, rows=False)
         return jax.lax.cond(ok & (inv_eps == self.inv_eps), lambda: out, lambda: self.base.col_lse(u, v, inv_eps))
+
+    def _sweep(self, shift: Array, w: Array, w0: Array, rows: bool) -> tuple[Array, Array]:
+        """``(clamped log-sums, ok)`` of one side: ``shift`` (the kept side's potentials minus ``K``'s) plus
+        :meth:`_sums` of the summed side ``w`` against ``K``'s ``w0`` (``-inf``: absent, out of the sum)."""
+        lse, ok = self._sums(jnp.where(w == -jnp.inf, -jnp.inf, w - w0), rows)
+        hi, lo = _clamps(self.k.dtype)
+        return jnp.clip(shift + lse, lo, hi), ok
 
 
 @jax.tree_util.register_pytree_node_class
