@@ -254,6 +254,19 @@ def test_online_and_divergence_memory_is_one_chunk():
     assert temp <= 1.25 * max(chunk_bytes(20000, 500), chunk_bytes(20000, 20000), chunk_bytes(500, 500))
 
 
+def test_an_online_flow_matching_coupling_holds_about_one_chunk():
+    # The solve, the draws and the plan's cost and entropy pass one after the other: the pass's three row
+    # sums held exp(z), P and P log P apart, 3.3 chunks in all (126.5 MB at n = m = 16384, d = 64).
+    n, d = 16384, 64
+    rows = min(n, max(512, ((1 << 23) // n) // 64 * 64))
+    temp = _temp_bytes(
+        lambda x, y: otf.flow_matching_pairs(jax.random.PRNGKey(0), x, y, "sinkhorn", chunk_size="auto"),
+        (n, d),
+        (n, d),
+    )
+    assert temp <= 1.5 * 4 * rows * n, temp / 2**20
+
+
 def test_a_captured_numpy_array_changed_in_place_recompiles():
     # Before: captured arrays compared by identity, so the second call reused the first compile: stale costs.
     w = np.ones(2, np.float32)
