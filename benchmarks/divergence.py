@@ -30,8 +30,8 @@ every step, at a small blur. Each case draws ``x ~ N(0, I_d)`` and ``y ~ 0.8 N(0
 ``blur = 0.05`` in ``d = 3`` (the issue's case, ``epsilon = 0.005``, about 8e-4 x the mean cost) and
 ``blur = 0.25`` in ``d = 64`` (``epsilon = 0.125``, about 1e-3 x the mean cost: the same relative scale; at
 ``blur = 0.05`` a 64-d problem is nearly unregularised). Sizes: ``n`` = 1k, 5k, 20k, 100k in ``d = 3`` and
-1k, 5k in ``d = 64`` (``--quick``: 1k in ``d = 3``). Seconds: best of 2 calls after an untimed warm-up
-(compilation excluded), value + gradient, waited on (``jax.block_until_ready``). A setting whose call is
+1k, 5k in ``d = 64`` (``--quick``: 1k in ``d = 3``). Seconds: best of 2 calls (``--repeats``) after an
+untimed warm-up (compilation excluded), value + gradient, waited on (``jax.block_until_ready``). A setting whose call is
 predicted (from its time at the previous size, scaled by ``n^2``) to take over ``--max-seconds`` is skipped
 and says so; likewise the reference with ``--max-reference-seconds``. A peer that is not installed
 (``pip install -e ".[geomloss]"``) is reported as absent and the suite goes on. The numbers compare only
@@ -215,13 +215,15 @@ def _errors(v: float, g: np.ndarray, ref: dict[str, Any] | None) -> dict[str, fl
     }
 
 
-def run_ours(name: str, x: np.ndarray, y: np.ndarray, eps: float, ref: dict | None) -> dict[str, Any]:
+def run_ours(
+    name: str, x: np.ndarray, y: np.ndarray, eps: float, ref: dict | None, repeats: int = REPEATS
+) -> dict[str, Any]:
     n = x.shape[0]
     chunk = "auto" if n >= ONLINE_FROM and name in OURS else None
     fn = _multiscale_fn(eps, MULTISCALE[name]) if name in MULTISCALE else _ours_fn(eps, chunk, OURS[name])
     xj, yj = jnp.asarray(x), jnp.asarray(y)
     try:
-        secs, (v, g, conv, iters, err) = best_time(lambda: fn(xj, yj), REPEATS)
+        secs, (v, g, conv, iters, err) = best_time(lambda: fn(xj, yj), repeats)
     except Exception as exc:  # noqa: BLE001 -- out of memory at large n: recorded, the suite goes on
         return {"solver": name, "setting": name, "library": "ott_fast", "failed": f"{type(exc).__name__}: {exc}"[:200]}
     v, g = float(v), np.asarray(g)
@@ -270,7 +272,13 @@ def geomloss_backends(n: int, d: int, keops: bool) -> list[str]:
 
 
 def run_geomloss(
-    x: np.ndarray, y: np.ndarray, blur: float, scaling: float, backend: str, ref: dict | None
+    x: np.ndarray,
+    y: np.ndarray,
+    blur: float,
+    scaling: float,
+    backend: str,
+    ref: dict | None,
+    repeats: int = REPEATS,
 ) -> dict[str, Any]:
     import geomloss
     import torch
@@ -286,7 +294,7 @@ def run_geomloss(
 
     name = f"geomloss {backend} scaling {scaling}"
     try:
-        secs, (v, g) = best_time(call, REPEATS)
+        secs, (v, g) = best_time(call, repeats)
     except Exception as err:  # noqa: BLE001 -- out of memory or a KeOps failure: recorded, the suite goes on
         return {"solver": name, "setting": name, "library": "geomloss", "failed": f"{type(err).__name__}: {err}"[:200]}
     row = {
@@ -317,9 +325,11 @@ def run_case(
     max_ref_s: float,
     ours: list[str] | None = None,
     ref_iters: int = REF_DENSE["max_iters"],
+    repeats: int = REPEATS,
 ) -> dict[str, Any]:
     """Every setting on one case (``ours``: only these of ours); ``prev`` (setting -> (seconds, n) at the last
-    size) decides what is skipped; ``ref_iters``: the float64 reference's budget per solve."""
+    size) decides what is skipped; ``ref_iters``: the float64 reference's budget per solve; ``repeats``: timed
+    calls per setting after the compiling one (the best is kept)."""
     x, y = clouds(n, d)
     blur = BLUR[d]
     eps = 2 * blur**2
@@ -350,7 +360,7 @@ def run_case(
             for s in peers.get("scalings") or SCALINGS:
                 setting = f"geomloss {backend} scaling {s}"
                 if not skip(setting, setting, "geomloss"):
-                    rows.append(run_geomloss(x, y, blur, s, backend, ref))
+                    rows.append(run_geomloss(x, y, blur, s, backend, ref, repeats))
                     if "seconds" in rows[-1]:
                         prev[setting] = (rows[-1]["seconds"], n)
     else:
@@ -358,7 +368,7 @@ def run_case(
         rows.append({"solver": "geomloss", "setting": "geomloss", "library": "geomloss", "absent": absent})
     for name in ours if ours is not None else list(OURS) + (list(MULTISCALE) if d <= 3 else []):
         if not skip(name, name, "ott_fast"):
-            rows.append(run_ours(name, x, y, eps, ref))
+            rows.append(run_ours(name, x, y, eps, ref, repeats))
             if "seconds" in rows[-1]:
                 prev[name] = (rows[-1]["seconds"], n)
     ref_row = None
@@ -462,6 +472,9 @@ def main(argv: list[str] | None = None) -> int:
         help="iterations per solve of the float64 reference (below n = 20000; fewer make n = 5000 affordable, and "
         "the table states the marginal errors it reached)",
     )
+    p.add_argument(
+        "--repeats", type=int, default=REPEATS, help="timed calls per setting after the compiling one (best kept)"
+    )
     p.add_argument("--no-geomloss", action="store_true", help="skip GeomLoss even where it is installed")
     p.add_argument(
         "--settings", choices=("all", "multiscale"), default="all", help="ours: every setting, or the multiscale ones"
@@ -495,7 +508,17 @@ def main(argv: list[str] | None = None) -> int:
             last = prev.setdefault(str(d), {})  # per dimension: times at the previous size
             ours = list(MULTISCALE) if args.settings == "multiscale" else None
             results.append(
-                run_case(n, d, peers, last, args.max_seconds, args.max_reference_seconds, ours, args.reference_iters)
+                run_case(
+                    n,
+                    d,
+                    peers,
+                    last,
+                    args.max_seconds,
+                    args.max_reference_seconds,
+                    ours,
+                    args.reference_iters,
+                    args.repeats,
+                )
             )
             print_case(results[-1])
             bar.update()
@@ -505,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
         geomloss=gl[1],
         keops=keops[1],
         torch_threads=_torch_threads(),
-        repeats=REPEATS,
+        repeats=args.repeats,
         max_seconds=args.max_seconds,
         settings=args.settings,
         scalings=args.scalings or ",".join(map(str, SCALINGS)),
