@@ -37,7 +37,8 @@ class Tuning(NamedTuple):
             kernel. At ``check_every=2`` (what ``flow_matching_pairs`` uses) the coupling at n = 1024, d = 64
             took 17 ms with it and 14 ms without: the solve alone gained (11.5 -> 8.8 ms), the sampling and
             cost passes after it lost more (XLA kept the cost matrix and its transpose once more; not
-            resolved). The default, 5, is measured by the Sinkhorn and divergence suites.
+            resolved). The default, 4, keeps that case on the exact sweeps and the solver's default block (5) on
+            the Gibbs kernel, measured by the Sinkhorn and divergence suites.
         online_chunk_entries: entries per chunk of an online geometry (``chunk_size="auto"``), large enough for
             the chunk's matrix product to run at BLAS speed. Set by ``python -m benchmarks.online``.
         online_min_rows: the fewest rows of an ``"auto"`` chunk (the scan's per-step overhead dominated below
